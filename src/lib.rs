@@ -1,0 +1,42 @@
+//! # smallgrad
+//!
+//! A small, from-scratch tensor library with reverse-mode automatic differentiation, written
+//! to be read. It has exactly the operations a ResNet and the cosine + cross-entropy loss of
+//! Barz & Denzler (WACV 2020) need, runs them on the CPU with rayon, and proves every gradient
+//! against finite differences ([`gradcheck`]).
+//!
+//! ```
+//! use smallgrad::{Tensor, Device};
+//! let w: Tensor = Tensor::from_vec(vec![0.5, -1.0], &[2, 1], Device::Cpu)?.requires_grad();
+//! let x: Tensor = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2], Device::Cpu)?;
+//! let loss = x.matmul(&w)?.relu()?.sum()?;
+//! loss.backward()?;
+//! println!("{}", w.grad().unwrap());
+//! # Ok::<(), smallgrad::Error>(())
+//! ```
+//!
+//! Where to look: [`Tensor`] (creation, inspection, autograd), the op families under
+//! `src/ops/` (each file holds forward, backward and the derivation), [`loss`], [`gradcheck`].
+
+#![deny(missing_docs)]
+
+pub mod autograd;
+mod backend;
+mod device;
+mod dtype;
+mod error;
+mod gradcheck;
+pub mod loss;
+mod ops;
+mod rng;
+pub mod shape;
+mod tensor;
+
+pub use autograd::no_grad;
+pub use device::Device;
+pub use dtype::Float;
+pub use error::{Error, Result};
+pub use gradcheck::{GradcheckOptions, GradcheckReport, InputReport, gradcheck};
+pub use rng::Rng;
+pub use shape::Pair;
+pub use tensor::Tensor;

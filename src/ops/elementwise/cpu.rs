@@ -1,0 +1,145 @@
+//! CPU kernels of the elementwise family: broadcast binary ops, unary ops and their backward.
+
+use super::{BinaryOp, UnaryOp};
+use crate::backend::cpu::{PAR_THRESHOLD, map, zip_map};
+use crate::dtype::Float;
+use crate::shape::{broadcast_strides, numel, strides};
+use crate::{Result, Tensor};
+use rayon::prelude::*;
+
+#[inline(always)]
+fn apply<T: Float>(op: BinaryOp, a: T, b: T) -> T {
+    match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+    }
+}
+
+/// Fills `out` (shape `out_shape`) with `f(a, b)` where `a`, `b` are read through broadcast
+/// strides. Fast paths for equal shapes and for a scalar operand; otherwise rows of the last
+/// axis are processed with their own (possibly zero) strides.
+pub(super) fn broadcast_zip<T: Float>(
+    a: &[T],
+    a_shape: &[usize],
+    b: &[T],
+    b_shape: &[usize],
+    out_shape: &[usize],
+    f: impl Fn(T, T) -> T + Sync + Send,
+) -> Vec<T> {
+    if a_shape == out_shape && b_shape == out_shape {
+        return zip_map(a, b, f);
+    }
+    if b.len() == 1 && a_shape == out_shape {
+        let s = b[0];
+        return map(a, |x| f(x, s));
+    }
+    if a.len() == 1 && b_shape == out_shape {
+        let s = a[0];
+        return map(b, |y| f(s, y));
+    }
+    let n = numel(out_shape);
+    let mut out = vec![T::ZERO; n];
+    if n == 0 {
+        return out;
+    }
+    let rank = out_shape.len();
+    let sa = broadcast_strides(a_shape, out_shape);
+    let sb = broadcast_strides(b_shape, out_shape);
+    let inner = out_shape[rank - 1];
+    let (ia, ib) = (sa[rank - 1], sb[rank - 1]);
+    let out_strides = strides(out_shape);
+    let row = |r: usize, o: &mut [T]| {
+        // offset of row r (a multi-index over all axes but the last)
+        let mut rem = r * inner;
+        let (mut oa, mut ob) = (0, 0);
+        for d in 0..rank - 1 {
+            let i = rem / out_strides[d];
+            rem %= out_strides[d];
+            oa += i * sa[d];
+            ob += i * sb[d];
+        }
+        for (j, o) in o.iter_mut().enumerate() {
+            *o = f(a[oa + j * ia], b[ob + j * ib]);
+        }
+    };
+    if n >= PAR_THRESHOLD {
+        out.par_chunks_mut(inner).enumerate().for_each(|(r, o)| row(r, o));
+    } else {
+        out.chunks_mut(inner).enumerate().for_each(|(r, o)| row(r, o));
+    }
+    out
+}
+
+pub(super) fn binary<T: Float>(
+    op: BinaryOp,
+    a: &[T],
+    a_shape: &[usize],
+    b: &[T],
+    b_shape: &[usize],
+    out_shape: &[usize],
+) -> Vec<T> {
+    broadcast_zip(a, a_shape, b, b_shape, out_shape, move |x, y| apply(op, x, y))
+}
+
+/// -g * a / b^2 over g's (broadcast) shape, for the divisor's gradient of `a / b`.
+pub(super) fn div_rhs_grad<T: Float>(g: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
+    // q = a / b over the broadcast shape, then -g * q / b.
+    let shape = g.shape().to_vec();
+    let q = broadcast_zip(&a.cpu()?, a.shape(), &b.cpu()?, b.shape(), &shape, |x, y| x / y);
+    let gq = zip_map(&g.cpu()?, &q, |g, q| -g * q);
+    let data = broadcast_zip(&gq, &shape, &b.cpu()?, b.shape(), &shape, |x, y| x / y);
+    Ok(Tensor::from_parts(data, shape, g.device()))
+}
+
+pub(super) fn unary<T: Float>(op: UnaryOp<T>, x: &[T]) -> Vec<T> {
+    match op {
+        UnaryOp::Neg => map(x, |v| -v),
+        UnaryOp::Exp => map(x, |v| v.exp()),
+        UnaryOp::Log => map(x, |v| v.ln()),
+        UnaryOp::Sqrt => map(x, |v| v.sqrt()),
+        UnaryOp::Abs => map(x, |v| v.abs()),
+        // NaN stays NaN (as PyTorch): compare rather than max().
+        UnaryOp::Relu => map(x, |v| if v > T::ZERO || v.is_nan() { v } else { T::ZERO }),
+        UnaryOp::Tanh => map(x, |v| v.tanh()),
+        UnaryOp::Sigmoid => map(x, |v| T::ONE / (T::ONE + (-v).exp())),
+        UnaryOp::Powf(p) => map(x, |v| v.powf(p)),
+        UnaryOp::ClampMin(m) => map(x, |v| if v < m { m } else { v }),
+        UnaryOp::AddScalar(s) => map(x, |v| v + s),
+        UnaryOp::MulScalar(s) => map(x, |v| v * s),
+    }
+}
+
+/// dL/dx from dL/dy, the input x and the output y (see the derivations in mod.rs).
+pub(super) fn unary_backward<T: Float>(op: UnaryOp<T>, x: &[T], y: &[T], g: &[T]) -> Vec<T> {
+    let two = T::from_f64(2.0);
+    match op {
+        UnaryOp::Neg => map(g, |g| -g),
+        UnaryOp::Exp => zip_map(g, y, |g, y| g * y),
+        UnaryOp::Log => zip_map(g, x, |g, x| g / x),
+        UnaryOp::Sqrt => zip_map(g, y, |g, y| g / (two * y)),
+        UnaryOp::Abs => zip_map(g, x, |g, x| {
+            if x > T::ZERO {
+                g
+            } else if x < T::ZERO {
+                -g
+            } else {
+                T::ZERO
+            }
+        }),
+        UnaryOp::Relu => zip_map(g, y, |g, y| if y > T::ZERO { g } else { T::ZERO }),
+        UnaryOp::Tanh => zip_map(g, y, |g, y| g * (T::ONE - y * y)),
+        UnaryOp::Sigmoid => zip_map(g, y, |g, y| g * y * (T::ONE - y)),
+        UnaryOp::Powf(p) => {
+            if p == T::ZERO {
+                vec![T::ZERO; g.len()]
+            } else {
+                zip_map(g, x, |g, x| g * p * x.powf(p - T::ONE))
+            }
+        }
+        UnaryOp::ClampMin(m) => zip_map(g, x, |g, x| if x >= m { g } else { T::ZERO }),
+        UnaryOp::AddScalar(_) => g.to_vec(),
+        UnaryOp::MulScalar(s) => map(g, |g| g * s),
+    }
+}

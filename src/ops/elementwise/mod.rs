@@ -1,0 +1,358 @@
+//! Elementwise ops: binary arithmetic with NumPy broadcasting, scalar arithmetic, and the
+//! unary functions.
+//!
+//! # Backward
+//! For `z = f(a, b)` applied elementwise over the broadcast shape, the chain rule gives
+//! `dL/da = sum_to(dL/dz * df/da, a.shape)`: each element of `a` was used by every output
+//! position it was broadcast to, so its gradient is the sum over those positions (`sum_to`).
+//! - add: df/da = 1, df/db = 1
+//! - sub: df/da = 1, df/db = -1
+//! - mul: df/da = b, df/db = a
+//! - div: df/da = 1/b, df/db = -a/b^2
+//!
+//! Unary `y = f(x)` gives `dL/dx = dL/dy * f'(x)`, with f' written with whichever of x and y
+//! is cheaper:
+//! - neg: -1;  exp: y;  log: 1/x;  sqrt: 1/(2y);  tanh: 1 - y^2;  sigmoid: y(1 - y)
+//! - abs: sign(x) (0 at 0);  relu: 1 if y > 0 else 0 (so relu'(0) = 0)
+//! - powf(p): p x^(p-1) (0 when p = 0);  clamp_min(m): 1 if x >= m else 0 (as PyTorch)
+//! - add_scalar: 1;  mul_scalar(s): s
+
+mod cpu;
+
+use crate::autograd::{Backward, Saved, record};
+use crate::dtype::Float;
+use crate::shape::broadcast_shapes;
+use crate::{Result, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinaryOp {
+    fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum UnaryOp<T> {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Abs,
+    Relu,
+    Tanh,
+    Sigmoid,
+    Powf(T),
+    ClampMin(T),
+    AddScalar(T),
+    MulScalar(T),
+}
+
+impl<T: Float> UnaryOp<T> {
+    fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Relu => "relu",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Powf(_) => "powf",
+            UnaryOp::ClampMin(_) => "clamp_min",
+            UnaryOp::AddScalar(_) => "add_scalar",
+            UnaryOp::MulScalar(_) => "mul_scalar",
+        }
+    }
+}
+
+struct BinaryBackward<T: Float> {
+    op: BinaryOp,
+    a: Option<Saved<T>>,
+    b: Option<Saved<T>>,
+}
+
+impl<T: Float> Backward<T> for BinaryBackward<T> {
+    fn name(&self) -> &'static str {
+        self.op.name()
+    }
+
+    fn backward(&self, g: &Tensor<T>, inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
+        let (a_in, b_in) = (&inputs[0], &inputs[1]);
+        let name = self.op.name();
+        let ga = if a_in.is_requires_grad() {
+            let full = match self.op {
+                BinaryOp::Add | BinaryOp::Sub => g.clone(),
+                BinaryOp::Mul => g.mul(self.b.as_ref().unwrap().get(name)?)?,
+                BinaryOp::Div => g.div(self.b.as_ref().unwrap().get(name)?)?,
+            };
+            Some(full.sum_to(a_in.shape())?)
+        } else {
+            None
+        };
+        let gb = if b_in.is_requires_grad() {
+            let full = match self.op {
+                BinaryOp::Add => g.clone(),
+                BinaryOp::Sub => g.neg()?,
+                BinaryOp::Mul => g.mul(self.a.as_ref().unwrap().get(name)?)?,
+                BinaryOp::Div => {
+                    let (a, b) = (self.a.as_ref().unwrap().get(name)?, self.b.as_ref().unwrap().get(name)?);
+                    // -g * a / b^2, fused over the broadcast shape
+                    cpu::div_rhs_grad(g, a, b)?
+                }
+            };
+            Some(full.sum_to(b_in.shape())?)
+        } else {
+            None
+        };
+        Ok(vec![ga, gb])
+    }
+}
+
+struct UnaryBackward<T: Float> {
+    op: UnaryOp<T>,
+    x: Saved<T>,
+    y: Saved<T>,
+}
+
+impl<T: Float> Backward<T> for UnaryBackward<T> {
+    fn name(&self) -> &'static str {
+        self.op.name()
+    }
+
+    fn backward(&self, g: &Tensor<T>, _inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
+        let name = self.op.name();
+        let (x, y) = (self.x.get(name)?, self.y.get(name)?);
+        let data = cpu::unary_backward(self.op, &x.cpu()?, &y.cpu()?, &g.cpu()?);
+        Ok(vec![Some(Tensor::from_parts(data, g.shape().to_vec(), g.device()))])
+    }
+}
+
+impl<T: Float> Tensor<T> {
+    fn binary(&self, other: &Tensor<T>, op: BinaryOp) -> Result<Tensor<T>> {
+        self.same_device(op.name(), other)?;
+        let shape = broadcast_shapes(op.name(), self.shape(), other.shape())?;
+        let data = cpu::binary(op, &self.cpu()?, self.shape(), &other.cpu()?, other.shape(), &shape);
+        let out = Tensor::from_parts(data, shape, self.device());
+        let keep = matches!(op, BinaryOp::Mul | BinaryOp::Div);
+        let bw = BinaryBackward {
+            op,
+            a: keep.then(|| Saved::new(self)),
+            b: keep.then(|| Saved::new(other)),
+        };
+        Ok(record(out, &[self, other], bw))
+    }
+
+    fn unary(&self, op: UnaryOp<T>) -> Result<Tensor<T>> {
+        let data = cpu::unary(op, &self.cpu()?);
+        let out = Tensor::from_parts(data, self.shape().to_vec(), self.device());
+        let bw = UnaryBackward { op, x: Saved::new(self), y: Saved::new(&out.detach()) };
+        Ok(record(out, &[self], bw))
+    }
+
+    /// `self + other`, broadcasting as NumPy. d/da = 1, d/db = 1 (summed back over broadcast axes).
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f32>::from_vec(vec![1., 2., 3., 4.], &[2, 2], Device::Cpu)?;
+    /// let b = Tensor::<f32>::from_vec(vec![10., 20.], &[2], Device::Cpu)?;
+    /// assert_eq!(a.add(&b)?.to_vec()?, vec![11., 22., 13., 24.]);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn add(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.binary(other, BinaryOp::Add)
+    }
+
+    /// `self - other`, broadcasting. d/da = 1, d/db = -1.
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f32>::from_vec(vec![5., 7.], &[2], Device::Cpu)?;
+    /// assert_eq!(a.sub(&a)?.to_vec()?, vec![0., 0.]);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn sub(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.binary(other, BinaryOp::Sub)
+    }
+
+    /// `self * other` elementwise, broadcasting. d/da = b, d/db = a.
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f32>::from_vec(vec![2., 3.], &[2], Device::Cpu)?;
+    /// assert_eq!(a.mul(&a)?.to_vec()?, vec![4., 9.]);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn mul(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.binary(other, BinaryOp::Mul)
+    }
+
+    /// `self / other` elementwise, broadcasting. d/da = 1/b, d/db = -a/b².
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f32>::from_vec(vec![1., 3.], &[2], Device::Cpu)?;
+    /// let b = Tensor::<f32>::from_vec(vec![2.], &[1], Device::Cpu)?;
+    /// assert_eq!(a.div(&b)?.to_vec()?, vec![0.5, 1.5]);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn div(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.binary(other, BinaryOp::Div)
+    }
+
+    /// `self + s`. d/dx = 1.
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f32>::from_vec(vec![1., 2.], &[2], Device::Cpu)?;
+    /// assert_eq!(a.add_scalar(0.5)?.to_vec()?, vec![1.5, 2.5]);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn add_scalar(&self, s: T) -> Result<Tensor<T>> {
+        self.unary(UnaryOp::AddScalar(s))
+    }
+
+    /// `self * s`. d/dx = s.
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f32>::from_vec(vec![1., 2.], &[2], Device::Cpu)?;
+    /// assert_eq!(a.mul_scalar(3.0)?.to_vec()?, vec![3., 6.]);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn mul_scalar(&self, s: T) -> Result<Tensor<T>> {
+        self.unary(UnaryOp::MulScalar(s))
+    }
+
+    /// `-self`. d/dx = -1.
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f32>::from_vec(vec![1., -2.], &[2], Device::Cpu)?;
+    /// assert_eq!(a.neg()?.to_vec()?, vec![-1., 2.]);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn neg(&self) -> Result<Tensor<T>> {
+        self.unary(UnaryOp::Neg)
+    }
+
+    /// e^x. d/dx = e^x.
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f64>::from_vec(vec![0.0], &[1], Device::Cpu)?;
+    /// assert_eq!(a.exp()?.item()?, 1.0);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn exp(&self) -> Result<Tensor<T>> {
+        self.unary(UnaryOp::Exp)
+    }
+
+    /// Natural log (NaN below 0, as PyTorch). d/dx = 1/x.
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f64>::from_vec(vec![1.0], &[1], Device::Cpu)?;
+    /// assert_eq!(a.log()?.item()?, 0.0);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn log(&self) -> Result<Tensor<T>> {
+        self.unary(UnaryOp::Log)
+    }
+
+    /// Square root. d/dx = 1/(2 sqrt(x)).
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f64>::from_vec(vec![4.0], &[1], Device::Cpu)?;
+    /// assert_eq!(a.sqrt()?.item()?, 2.0);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn sqrt(&self) -> Result<Tensor<T>> {
+        self.unary(UnaryOp::Sqrt)
+    }
+
+    /// |x|. d/dx = sign(x), 0 at 0.
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f32>::from_vec(vec![-1.5], &[1], Device::Cpu)?;
+    /// assert_eq!(a.abs()?.item()?, 1.5);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn abs(&self) -> Result<Tensor<T>> {
+        self.unary(UnaryOp::Abs)
+    }
+
+    /// max(x, 0). d/dx = 1 where x > 0, else 0 (relu'(0) = 0).
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f32>::from_vec(vec![-1., 0., 2.], &[3], Device::Cpu)?;
+    /// assert_eq!(a.relu()?.to_vec()?, vec![0., 0., 2.]);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn relu(&self) -> Result<Tensor<T>> {
+        self.unary(UnaryOp::Relu)
+    }
+
+    /// tanh(x). d/dx = 1 - tanh²(x).
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f64>::from_vec(vec![0.0], &[1], Device::Cpu)?;
+    /// assert_eq!(a.tanh()?.item()?, 0.0);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn tanh(&self) -> Result<Tensor<T>> {
+        self.unary(UnaryOp::Tanh)
+    }
+
+    /// 1 / (1 + e^-x). d/dx = σ(x)(1 - σ(x)).
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f64>::from_vec(vec![0.0], &[1], Device::Cpu)?;
+    /// assert_eq!(a.sigmoid()?.item()?, 0.5);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn sigmoid(&self) -> Result<Tensor<T>> {
+        self.unary(UnaryOp::Sigmoid)
+    }
+
+    /// x^p. d/dx = p x^(p-1) (0 for p = 0).
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f64>::from_vec(vec![3.0], &[1], Device::Cpu)?;
+    /// assert_eq!(a.powf(2.0)?.item()?, 9.0);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn powf(&self, p: T) -> Result<Tensor<T>> {
+        self.unary(UnaryOp::Powf(p))
+    }
+
+    /// max(x, min). d/dx = 1 where x >= min, else 0 (as PyTorch's clamp_min).
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let a = Tensor::<f32>::from_vec(vec![-1., 2.], &[2], Device::Cpu)?;
+    /// assert_eq!(a.clamp_min(0.5)?.to_vec()?, vec![0.5, 2.]);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    pub fn clamp_min(&self, min: T) -> Result<Tensor<T>> {
+        self.unary(UnaryOp::ClampMin(min))
+    }
+}

@@ -1,0 +1,66 @@
+//! `Debug` and `Display` for tensors, in the spirit of PyTorch's repr: values (abbreviated
+//! with `...` past 1000 elements), then shape, device and dtype.
+
+use super::Tensor;
+use crate::dtype::Float;
+use std::fmt;
+
+const EDGE: usize = 3;
+const SUMMARIZE_ABOVE: usize = 1000;
+
+fn write_values<T: Float>(
+    f: &mut fmt::Formatter<'_>,
+    data: &[T],
+    shape: &[usize],
+    summarize: bool,
+    indent: usize,
+) -> fmt::Result {
+    if shape.is_empty() {
+        return write!(f, "{:.4}", data[0]);
+    }
+    let n = shape[0];
+    let inner: usize = shape[1..].iter().product();
+    write!(f, "[")?;
+    let idx: Vec<Option<usize>> = if summarize && n > 2 * EDGE {
+        (0..EDGE).map(Some).chain([None]).chain((n - EDGE..n).map(Some)).collect()
+    } else {
+        (0..n).map(Some).collect()
+    };
+    for (k, i) in idx.iter().enumerate() {
+        if k > 0 {
+            if shape.len() > 1 {
+                write!(f, ",\n{:indent$}", "", indent = indent + 1)?;
+            } else {
+                write!(f, ", ")?;
+            }
+        }
+        match i {
+            None => write!(f, "...")?,
+            Some(i) => write_values(f, &data[i * inner..(i + 1) * inner], &shape[1..], summarize, indent + 1)?,
+        }
+    }
+    write!(f, "]")
+}
+
+impl<T: Float> fmt::Display for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tensor(")?;
+        match self.cpu() {
+            Ok(data) => write_values(f, &data, self.shape(), self.numel() > SUMMARIZE_ABOVE, 7)?,
+            Err(_) => write!(f, "<on {}>", self.device())?,
+        }
+        write!(f, ", shape={:?}, device={}, dtype={}", self.shape(), self.device(), T::DTYPE)?;
+        if let Some(op) = self.op_name() {
+            write!(f, ", grad_fn={op}")?;
+        } else if self.is_requires_grad() {
+            write!(f, ", requires_grad=true")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl<T: Float> fmt::Debug for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}

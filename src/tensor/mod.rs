@@ -1,0 +1,363 @@
+//! [`Tensor`]: a cheap, thread-safe handle to an n-dimensional array on a [`Device`], plus the
+//! node of the graph that produced it.
+//!
+//! Data are contiguous and row-major (NCHW for images). `reshape` and `flatten` share storage;
+//! every other op makes new storage. Storage is immutable to users; the optimiser and batch
+//! norm's running statistics update it through the crate-private [`Tensor::update_in_place`],
+//! which bumps a version counter that backward checks.
+
+mod fmt;
+
+use crate::autograd::{self, Node};
+use crate::dtype::Float;
+use crate::rng::Rng;
+use crate::shape::numel;
+use crate::{Device, Error, Result};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+/// The device buffer behind a tensor.
+pub(crate) enum Buffer<T: Float> {
+    /// Host memory.
+    Cpu(Vec<T>),
+}
+
+/// Shared storage: the buffer and its version counter (bumped by every in-place update).
+pub(crate) struct Storage<T: Float> {
+    buf: RwLock<Buffer<T>>,
+    version: AtomicU64,
+}
+
+struct Inner<T: Float> {
+    shape: Vec<usize>,
+    device: Device,
+    storage: Arc<Storage<T>>,
+    /// The op that produced this tensor; `None` for leaves.
+    node: Option<Arc<Node<T>>>,
+    /// For leaves: whether gradients flow into `grad`.
+    requires_grad: AtomicBool,
+    /// For leaves: the accumulated gradient.
+    grad: Mutex<Option<Tensor<T>>>,
+}
+
+/// An n-dimensional array of `f32` (default) or `f64` on a [`Device`], with reverse-mode
+/// autograd. Cloning is cheap (an `Arc`), and tensors are `Send + Sync`.
+///
+/// ```
+/// use smallgrad::{Tensor, Device};
+/// let x: Tensor = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3], Device::Cpu)?.requires_grad();
+/// let y = x.mul(&x)?.sum()?;          // y = sum(x^2)
+/// y.backward()?;
+/// assert_eq!(x.grad().unwrap().to_vec()?, vec![2.0, 4.0, 6.0]);   // dy/dx = 2x
+/// # Ok::<(), smallgrad::Error>(())
+/// ```
+pub struct Tensor<T: Float = f32> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T: Float> Clone for Tensor<T> {
+    fn clone(&self) -> Self {
+        Tensor { inner: self.inner.clone() }
+    }
+}
+
+/// A read guard on a CPU tensor's data; dereferences to the slice.
+pub(crate) struct CpuRef<'a, T: Float> {
+    guard: RwLockReadGuard<'a, Buffer<T>>,
+}
+
+impl<T: Float> Deref for CpuRef<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match &*self.guard {
+            Buffer::Cpu(v) => v,
+        }
+    }
+}
+
+impl<T: Float> Tensor<T> {
+    // ---------------------------------------------------------------- crate-private plumbing
+
+    /// Wraps a host vector (length already checked by the caller) as a new leaf on `device`.
+    pub(crate) fn from_parts(data: Vec<T>, shape: Vec<usize>, device: Device) -> Self {
+        debug_assert_eq!(data.len(), numel(&shape), "from_parts: length vs shape {shape:?}");
+        let storage = Arc::new(Storage { buf: RwLock::new(Buffer::Cpu(data)), version: AtomicU64::new(0) });
+        Self::with_storage(storage, shape, device, None)
+    }
+
+    fn with_storage(storage: Arc<Storage<T>>, shape: Vec<usize>, device: Device, node: Option<Arc<Node<T>>>) -> Self {
+        Tensor {
+            inner: Arc::new(Inner {
+                shape,
+                device,
+                storage,
+                node,
+                requires_grad: AtomicBool::new(false),
+                grad: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The same storage seen with another shape (same numel), as a new leaf without a node.
+    pub(crate) fn view_as_shape(&self, shape: Vec<usize>) -> Self {
+        debug_assert_eq!(numel(&shape), self.numel());
+        Self::with_storage(self.inner.storage.clone(), shape, self.inner.device, None)
+    }
+
+    /// This tensor's storage with `node` attached (used by `autograd::record`).
+    pub(crate) fn with_node(self, node: Arc<Node<T>>) -> Self {
+        Self::with_storage(self.inner.storage.clone(), self.inner.shape.clone(), self.inner.device, Some(node))
+    }
+
+    pub(crate) fn node(&self) -> Option<&Arc<Node<T>>> {
+        self.inner.node.as_ref()
+    }
+
+    /// Read access to the data of a CPU tensor.
+    pub(crate) fn cpu(&self) -> Result<CpuRef<'_, T>> {
+        match self.inner.device {
+            Device::Cpu => Ok(CpuRef { guard: self.inner.storage.buf.read().unwrap() }),
+            d => Err(Error::device(format!("host access to a tensor on {d}"))),
+        }
+    }
+
+    /// The storage version (bumped by each in-place update).
+    pub(crate) fn version(&self) -> u64 {
+        self.inner.storage.version.load(Ordering::SeqCst)
+    }
+
+    /// Updates the data in place (optimiser steps, running statistics) and bumps the version
+    /// counter, so that a backward which saved this tensor fails instead of using new values.
+    pub(crate) fn update_in_place(&self, f: impl FnOnce(&mut [T])) -> Result<()> {
+        let mut buf = self.inner.storage.buf.write().unwrap();
+        match &mut *buf {
+            Buffer::Cpu(v) => f(v),
+        }
+        self.inner.storage.version.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Adds `g` into this leaf's gradient (summing across backward calls).
+    pub(crate) fn accumulate_grad(&self, g: Tensor<T>) -> Result<()> {
+        let mut slot = self.inner.grad.lock().unwrap();
+        let new = match slot.take() {
+            None => g,
+            Some(prev) => prev.add(&g)?,
+        };
+        *slot = Some(new.detach());
+        Ok(())
+    }
+
+    /// `Err` unless both tensors are on the same device.
+    pub(crate) fn same_device(&self, op: &'static str, other: &Tensor<T>) -> Result<()> {
+        if self.device() == other.device() {
+            Ok(())
+        } else {
+            Err(Error::device(format!(
+                "{op}: tensors on different devices ({} and {}); move one with to_device",
+                self.device(),
+                other.device()
+            )))
+        }
+    }
+
+    // ---------------------------------------------------------------- creation
+
+    /// A tensor holding `data` (row-major) with the given shape.
+    /// `Err` if `data.len()` differs from the product of `shape` or the device is unavailable.
+    pub fn from_vec(data: Vec<T>, shape: &[usize], device: Device) -> Result<Self> {
+        device.check_available()?;
+        if data.len() != numel(shape) {
+            return Err(Error::shape(
+                "from_vec",
+                format!("{} values cannot fill shape {shape:?} ({} elements)", data.len(), numel(shape)),
+            ));
+        }
+        Ok(Self::from_parts(data, shape.to_vec(), device))
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: &[usize], device: Device) -> Result<Self> {
+        Self::full(shape, T::ZERO, device)
+    }
+
+    /// A tensor of ones.
+    pub fn ones(shape: &[usize], device: Device) -> Result<Self> {
+        Self::full(shape, T::ONE, device)
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(shape: &[usize], value: T, device: Device) -> Result<Self> {
+        Self::from_vec(vec![value; numel(shape)], shape, device)
+    }
+
+    /// Standard-normal values drawn from `Rng::new(seed)`.
+    pub fn randn(shape: &[usize], seed: u64, device: Device) -> Result<Self> {
+        Self::randn_with(shape, &mut Rng::new(seed), device)
+    }
+
+    /// Standard-normal values drawn from `rng` (advancing it).
+    pub fn randn_with(shape: &[usize], rng: &mut Rng, device: Device) -> Result<Self> {
+        let data = (0..numel(shape)).map(|_| T::from_f64(rng.normal())).collect();
+        Self::from_vec(data, shape, device)
+    }
+
+    /// Uniform values in [0, 1) drawn from `Rng::new(seed)`.
+    pub fn rand(shape: &[usize], seed: u64, device: Device) -> Result<Self> {
+        Self::rand_with(shape, &mut Rng::new(seed), device)
+    }
+
+    /// Uniform values in [0, 1) drawn from `rng` (advancing it).
+    pub fn rand_with(shape: &[usize], rng: &mut Rng, device: Device) -> Result<Self> {
+        let data = (0..numel(shape)).map(|_| T::from_f64(rng.uniform())).collect();
+        Self::from_vec(data, shape, device)
+    }
+
+    /// One-hot rows: shape `[targets.len(), num_classes]`, 1 at each target's class.
+    /// `Err` if a target is `>= num_classes`.
+    pub fn one_hot(targets: &[usize], num_classes: usize, device: Device) -> Result<Self> {
+        let mut data = vec![T::ZERO; targets.len() * num_classes];
+        for (i, &t) in targets.iter().enumerate() {
+            if t >= num_classes {
+                return Err(Error::invalid(
+                    "one_hot",
+                    format!("target {t} at position {i} is out of range for {num_classes} classes"),
+                ));
+            }
+            data[i * num_classes + t] = T::ONE;
+        }
+        Self::from_vec(data, &[targets.len(), num_classes], device)
+    }
+
+    // ---------------------------------------------------------------- inspection
+
+    /// The shape (sizes of each dimension; `[]` for a scalar).
+    pub fn shape(&self) -> &[usize] {
+        &self.inner.shape
+    }
+
+    /// The number of dimensions.
+    pub fn ndim(&self) -> usize {
+        self.inner.shape.len()
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.inner.shape)
+    }
+
+    /// The device holding the data.
+    pub fn device(&self) -> Device {
+        self.inner.device
+    }
+
+    /// The element type's name, `"f32"` or `"f64"`.
+    pub fn dtype(&self) -> &'static str {
+        T::DTYPE
+    }
+
+    /// A host copy of the data, row-major.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        Ok(self.cpu()?.to_vec())
+    }
+
+    /// The single value of a one-element tensor; `Err` for any other size.
+    pub fn item(&self) -> Result<T> {
+        if self.numel() != 1 {
+            return Err(Error::shape("item", format!("needs exactly one element, got shape {:?}", self.shape())));
+        }
+        Ok(self.cpu()?[0])
+    }
+
+    /// This tensor on `device`. Moving to the device it is already on returns the same handle
+    /// (graph included).
+    pub fn to_device(&self, device: Device) -> Result<Self> {
+        device.check_available()?;
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        Err(Error::device(format!("to_device: cannot move from {} to {device}", self.device())))
+    }
+
+    // ---------------------------------------------------------------- autograd
+
+    /// Marks this tensor as requiring gradients and returns it. On a leaf, backward will
+    /// accumulate into [`grad`](Self::grad); a tensor produced by a recorded op already
+    /// requires grad, so this is a no-op there.
+    pub fn requires_grad(self) -> Self {
+        if self.inner.node.is_none() {
+            self.inner.requires_grad.store(true, Ordering::SeqCst);
+        }
+        self
+    }
+
+    /// True if gradients flow to this tensor (a leaf marked with `requires_grad`, or the
+    /// output of a recorded op).
+    pub fn is_requires_grad(&self) -> bool {
+        self.inner.node.is_some() || self.inner.requires_grad.load(Ordering::SeqCst)
+    }
+
+    /// True if this tensor was not produced by a recorded op.
+    pub fn is_leaf(&self) -> bool {
+        self.inner.node.is_none()
+    }
+
+    /// Backpropagates from this one-element tensor (seed gradient 1): gradients accumulate
+    /// into the leaves' `.grad()`, and the graph behind this tensor is freed. A second
+    /// `backward` through the same graph is an `Err`.
+    pub fn backward(&self) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(Error::shape(
+                "backward",
+                format!(
+                    "backward() needs a one-element tensor, got shape {:?}; use backward_with(&grad) \
+                     for other shapes",
+                    self.shape()
+                ),
+            ));
+        }
+        let seed = Tensor::full(self.shape(), T::ONE, self.device())?;
+        autograd::run_backward(self, seed)
+    }
+
+    /// Backpropagates the upstream gradient `grad` (same shape as this tensor).
+    pub fn backward_with(&self, grad: &Tensor<T>) -> Result<()> {
+        autograd::run_backward(self, grad.detach())
+    }
+
+    /// The accumulated gradient: for leaves after a backward reached them, for non-leaves only
+    /// after [`retain_grad`](Self::retain_grad). `None` otherwise.
+    pub fn grad(&self) -> Option<Tensor<T>> {
+        match &self.inner.node {
+            Some(n) => n.retained_grad(),
+            None => self.inner.grad.lock().unwrap().clone(),
+        }
+    }
+
+    /// Clears the gradient (it becomes `None`, as in PyTorch >= 2).
+    pub fn zero_grad(&self) {
+        match &self.inner.node {
+            Some(n) => n.clear_retained(),
+            None => *self.inner.grad.lock().unwrap() = None,
+        }
+    }
+
+    /// Keeps this non-leaf's gradient after backward, for inspection. No-op on leaves.
+    pub fn retain_grad(self) -> Self {
+        if let Some(n) = &self.inner.node {
+            n.set_retain();
+        }
+        self
+    }
+
+    /// A new leaf sharing this tensor's storage, cut from the graph (no grad).
+    pub fn detach(&self) -> Self {
+        Self::with_storage(self.inner.storage.clone(), self.inner.shape.clone(), self.inner.device, None)
+    }
+
+    /// The name of the op that produced this tensor, or `None` for a leaf.
+    pub fn op_name(&self) -> Option<&'static str> {
+        self.inner.node.as_ref().map(|n| n.name())
+    }
+}
