@@ -40,3 +40,7 @@ pub use gradcheck::{GradcheckOptions, GradcheckReport, InputReport, gradcheck};
 pub use rng::Rng;
 pub use shape::Pair;
 pub use tensor::Tensor;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
