@@ -57,11 +57,7 @@ fn reduce<T: Float>(per_sample: Tensor<T>, r: Reduction) -> Result<Tensor<T>> {
 }
 
 /// Checks logits `[N, C]` against `targets` and returns `(N, C)`.
-fn check_logits<T: Float>(
-    op: &'static str,
-    logits: &Tensor<T>,
-    targets: &[usize],
-) -> Result<(usize, usize)> {
+fn check_logits<T: Float>(op: &'static str, logits: &Tensor<T>, targets: &[usize]) -> Result<(usize, usize)> {
     let &[n, c] = logits.shape() else {
         return Err(Error::shape(
             op,
@@ -118,11 +114,7 @@ impl<T: Float> Backward<T> for NllPickBackward {
 fn nll_pick<T: Float>(logp: &Tensor<T>, targets: &[usize], classes: usize) -> Result<Tensor<T>> {
     let data: Vec<T> = {
         let lp = logp.cpu()?;
-        targets
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| -lp[i * classes + t])
-            .collect()
+        targets.iter().enumerate().map(|(i, &t)| -lp[i * classes + t]).collect()
     };
     let out = Tensor::from_parts(data, vec![targets.len()], logp.device());
     Ok(record(
@@ -149,11 +141,7 @@ fn nll_pick<T: Float>(logp: &Tensor<T>, targets: &[usize], classes: usize) -> Re
 /// assert!((l.item()? - 2f64.ln()).abs() < 1e-12);
 /// # Ok::<(), smallgrad::Error>(())
 /// ```
-pub fn cross_entropy<T: Float>(
-    logits: &Tensor<T>,
-    targets: &[usize],
-    reduction: Reduction,
-) -> Result<Tensor<T>> {
+pub fn cross_entropy<T: Float>(logits: &Tensor<T>, targets: &[usize], reduction: Reduction) -> Result<Tensor<T>> {
     let (_, c) = check_logits("cross_entropy", logits, targets)?;
     let logp = logits.log_softmax(1)?;
     reduce(nll_pick(&logp, targets, c)?, reduction)
@@ -213,10 +201,7 @@ impl CosineLoss {
         const OP: &str = "CosineLoss";
         let (_, c) = check_logits(OP, logits, targets)?;
         if !self.xent.is_finite() {
-            return Err(Error::invalid(
-                OP,
-                format!("xent must be finite, got {}", self.xent),
-            ));
+            return Err(Error::invalid(OP, format!("xent must be finite, got {}", self.xent)));
         }
         let onehot = Tensor::one_hot(targets, c, logits.device())?;
         let cos = logits.cosine_similarity(&onehot, 1, 1e-8)?;
@@ -236,9 +221,7 @@ mod tests {
     }
 
     fn logits() -> Vec<f64> {
-        vec![
-            0.3, -1.2, 2.0, 0.7, 0.1, 0.1, -0.5, 1.5, -2.0, 0.9, 0.4, -0.3,
-        ]
+        vec![0.3, -1.2, 2.0, 0.7, 0.1, 0.1, -0.5, 1.5, -2.0, 0.9, 0.4, -0.3]
     }
 
     /// Central differences of `f` at `x` (plain loops) against the analytic gradient.
@@ -293,14 +276,7 @@ mod tests {
             };
             let got = loss.forward(&t(x.clone(), &[3, 4]), &tg).unwrap();
             let want = reference(&x, &tg, 4, 0.1, r);
-            assert_eq!(
-                got.shape(),
-                if r == Reduction::None {
-                    &[3][..]
-                } else {
-                    &[][..]
-                }
-            );
+            assert_eq!(got.shape(), if r == Reduction::None { &[3][..] } else { &[][..] });
             let got = got.to_vec().unwrap();
             assert!(
                 got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12),
@@ -370,13 +346,7 @@ mod tests {
                 .unwrap()
                 .is_nan()
         );
-        assert_eq!(
-            cross_entropy(&empty, &[], Reduction::Sum)
-                .unwrap()
-                .item()
-                .unwrap(),
-            0.0
-        );
+        assert_eq!(cross_entropy(&empty, &[], Reduction::Sum).unwrap().item().unwrap(), 0.0);
         assert!(cross_entropy(&x, &[0, 1], Reduction::Mean).is_err());
         assert!(cross_entropy(&x, &[0, 1, 4], Reduction::Mean).is_err());
         assert!(cross_entropy(&t(vec![0.0; 4], &[4]), &[0], Reduction::Mean).is_err());

@@ -11,7 +11,15 @@ fn resnet18_matches_torchvision_parameter_count() {
     assert_eq!(m.num_parameters(), 11_689_512);
     let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
     // A few of torchvision's state-dict names.
-    for want in ["conv1.weight", "bn1.weight", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight", "layer4.1.bn2.bias", "fc.weight", "fc.bias"] {
+    for want in [
+        "conv1.weight",
+        "bn1.weight",
+        "layer1.0.conv1.weight",
+        "layer2.0.downsample.0.weight",
+        "layer4.1.bn2.bias",
+        "fc.weight",
+        "fc.bias",
+    ] {
         assert!(names.iter().any(|n| n == want), "missing {want}");
     }
     let buffers: Vec<String> = m.buffers().into_iter().map(|(n, _)| n).collect();
@@ -35,7 +43,16 @@ fn resnet50_matches_torchvision_parameter_count() {
 #[test]
 fn cifar_resnet_parameter_count_by_formula() {
     for (depth, width, cin, classes) in [(20, 1, 1, 10), (32, 2, 3, 100)] {
-        let m = cifar_resnet::<f32>(depth, &CifarResNetConfig { in_channels: cin, num_classes: classes, width, seed: 0 }).unwrap();
+        let m = cifar_resnet::<f32>(
+            depth,
+            &CifarResNetConfig {
+                in_channels: cin,
+                num_classes: classes,
+                width,
+                seed: 0,
+            },
+        )
+        .unwrap();
         let n = (depth - 2) / 6;
         let w = [16 * width, 32 * width, 64 * width];
         let conv = |a: usize, b: usize, k: usize| a * b * k * k;
@@ -59,7 +76,16 @@ fn cifar_resnet_parameter_count_by_formula() {
 
 #[test]
 fn forward_shapes_and_train_eval_switch() {
-    let mut m = cifar_resnet::<f32>(20, &CifarResNetConfig { in_channels: 1, num_classes: 10, width: 1, seed: 3 }).unwrap();
+    let mut m = cifar_resnet::<f32>(
+        20,
+        &CifarResNetConfig {
+            in_channels: 1,
+            num_classes: 10,
+            width: 1,
+            seed: 3,
+        },
+    )
+    .unwrap();
     let x = Tensor::<f32>::randn(&[2, 1, 28, 28], 0, Device::Cpu).unwrap();
     let before = m.buffers()[0].1.to_vec().unwrap();
     let y = m.forward(&x).unwrap();
@@ -71,21 +97,46 @@ fn forward_shapes_and_train_eval_switch() {
     let y1 = m.forward(&x).unwrap().to_vec().unwrap();
     let y2 = m.forward(&x).unwrap().to_vec().unwrap();
     assert_eq!(y1, y2, "eval mode is a pure function");
-    assert_eq!(m.buffers()[0].1.to_vec().unwrap(), after_train, "eval mode leaves running stats alone");
+    assert_eq!(
+        m.buffers()[0].1.to_vec().unwrap(),
+        after_train,
+        "eval mode leaves running stats alone"
+    );
     // Same seed, same weights.
-    let m2 = cifar_resnet::<f32>(20, &CifarResNetConfig { in_channels: 1, num_classes: 10, width: 1, seed: 3 }).unwrap();
-    assert_eq!(m2.parameters()[0].to_vec().unwrap(), m.parameters()[0].to_vec().unwrap());
+    let m2 = cifar_resnet::<f32>(
+        20,
+        &CifarResNetConfig {
+            in_channels: 1,
+            num_classes: 10,
+            width: 1,
+            seed: 3,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        m2.parameters()[0].to_vec().unwrap(),
+        m.parameters()[0].to_vec().unwrap()
+    );
 }
 
 #[test]
 fn imagenet_layout_runs_on_odd_input() {
-    let m = resnet18::<f32>(&ResNetConfig { in_channels: 1, num_classes: 3, small_input_stem: false, seed: 0 }).unwrap();
+    let m = resnet18::<f32>(&ResNetConfig {
+        in_channels: 1,
+        num_classes: 3,
+        small_input_stem: false,
+        seed: 0,
+    })
+    .unwrap();
     let x = Tensor::<f32>::randn(&[1, 1, 33, 31], 0, Device::Cpu).unwrap();
     assert_eq!(m.forward(&x).unwrap().shape(), &[1, 3]);
 }
 
 fn opts() -> GradcheckOptions {
-    GradcheckOptions { fast_mode: true, ..GradcheckOptions::default() }
+    GradcheckOptions {
+        fast_mode: true,
+        ..GradcheckOptions::default()
+    }
 }
 
 #[test]
@@ -116,7 +167,17 @@ fn gradcheck_through_basic_block_in_training_mode() {
 fn block_with(block: &BasicBlock<f64>, params: &[Tensor<f64>], x: &Tensor<f64>) -> smallgrad::Result<Tensor<f64>> {
     let names: Vec<String> = block.named_parameters().into_iter().map(|(n, _)| n).collect();
     let get = |n: &str| params[names.iter().position(|k| k == n).unwrap()].clone();
-    let bn = |h: &Tensor<f64>, p: &str| h.batch_norm(None, None, Some(&get(&format!("{p}.weight"))), Some(&get(&format!("{p}.bias"))), true, 0.1, 1e-5);
+    let bn = |h: &Tensor<f64>, p: &str| {
+        h.batch_norm(
+            None,
+            None,
+            Some(&get(&format!("{p}.weight"))),
+            Some(&get(&format!("{p}.bias"))),
+            true,
+            0.1,
+            1e-5,
+        )
+    };
     let h = bn(&x.conv2d(&get("conv1.weight"), None, 2, 1)?, "bn1")?.relu()?;
     let h = bn(&h.conv2d(&get("conv2.weight"), None, 1, 1)?, "bn2")?;
     let s = bn(&x.conv2d(&get("downsample.0.weight"), None, 2, 0)?, "downsample.1")?;
@@ -138,7 +199,16 @@ fn basic_block_rebuild_matches_module_forward() {
 
 #[test]
 fn gradcheck_through_tiny_cifar_resnet() {
-    let m = cifar_resnet::<f64>(20, &CifarResNetConfig { in_channels: 1, num_classes: 3, width: 1, seed: 1 }).unwrap();
+    let m = cifar_resnet::<f64>(
+        20,
+        &CifarResNetConfig {
+            in_channels: 1,
+            num_classes: 3,
+            width: 1,
+            seed: 1,
+        },
+    )
+    .unwrap();
     let x = Tensor::<f64>::randn(&[2, 1, 6, 5], 2, Device::Cpu).unwrap();
     let r = Tensor::<f64>::randn(&[2, 3], 3, Device::Cpu).unwrap();
     // Check the gradient with respect to the input image through all 19 conv layers,

@@ -23,10 +23,7 @@ use crate::{Error, Result, Tensor};
 
 fn check_eps(op: &'static str, eps: f64) -> Result<()> {
     if eps.is_nan() || eps < 0.0 {
-        return Err(Error::invalid(
-            op,
-            format!("eps must be a number >= 0, got {eps}"),
-        ));
+        return Err(Error::invalid(op, format!("eps must be a number >= 0, got {eps}")));
     }
     Ok(())
 }
@@ -50,11 +47,7 @@ impl<T: Float> Backward<T> for StraightThroughBackward {
 /// zero the gradient below `min`, which differs from PyTorch for tiny norms; this op gives the
 /// clamped value with the identity gradient, i.e. the same value and gradient as PyTorch.
 pub(crate) fn clamp_min_straight_through<T: Float>(x: &Tensor<T>, min: T) -> Result<Tensor<T>> {
-    let data: Vec<T> = x
-        .cpu()?
-        .iter()
-        .map(|&v| if v < min { min } else { v })
-        .collect();
+    let data: Vec<T> = x.cpu()?.iter().map(|&v| if v < min { min } else { v }).collect();
     let out = Tensor::from_parts(data, x.shape().to_vec(), x.device());
     Ok(record(out, &[x], StraightThroughBackward))
 }
@@ -134,14 +127,8 @@ mod tests {
         y.sum().unwrap().backward().unwrap();
         let g = x.grad().unwrap().to_vec().unwrap();
         // row 0: (1 - x_hat * sum(x_hat)) / 5 ; row 1: below eps, I / eps
-        assert!(
-            (g[0] - (1.0 - 0.6 * 1.4) / 5.0).abs() < 1e-12
-                && (g[1] - (1.0 - 0.8 * 1.4) / 5.0).abs() < 1e-12
-        );
-        assert!(
-            g[2..].iter().all(|v| (v / 1e12 - 1.0).abs() < 1e-12),
-            "{g:?}"
-        );
+        assert!((g[0] - (1.0 - 0.6 * 1.4) / 5.0).abs() < 1e-12 && (g[1] - (1.0 - 0.8 * 1.4) / 5.0).abs() < 1e-12);
+        assert!(g[2..].iter().all(|v| (v / 1e12 - 1.0).abs() < 1e-12), "{g:?}");
         assert!(x.normalize(2, 1e-12).is_err() && x.normalize(1, -1.0).is_err());
     }
 
@@ -189,23 +176,16 @@ mod tests {
     #[test]
     fn cosine_rejects_bad_arguments() {
         let a = t(vec![1.0; 6], &[2, 3]);
-        assert!(
-            a.cosine_similarity(&t(vec![1.0; 4], &[2, 2]), 1, 1e-8)
-                .is_err()
-        );
+        assert!(a.cosine_similarity(&t(vec![1.0; 4], &[2, 2]), 1, 1e-8).is_err());
         assert!(a.cosine_similarity(&a, 2, 1e-8).is_err());
         assert!(a.cosine_similarity(&a, 1, f64::NAN).is_err());
         // broadcasting [2, 3] with [3] and with [2, 1]
         assert_eq!(
-            a.cosine_similarity(&t(vec![1.0; 3], &[3]), 1, 1e-8)
-                .unwrap()
-                .shape(),
+            a.cosine_similarity(&t(vec![1.0; 3], &[3]), 1, 1e-8).unwrap().shape(),
             &[2]
         );
         assert_eq!(
-            a.cosine_similarity(&t(vec![1.0; 2], &[2, 1]), 0, 1e-8)
-                .unwrap()
-                .shape(),
+            a.cosine_similarity(&t(vec![1.0; 2], &[2, 1]), 0, 1e-8).unwrap().shape(),
             &[3]
         );
     }

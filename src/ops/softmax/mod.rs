@@ -39,11 +39,7 @@ impl<T: Float> Backward<T> for SoftmaxBackward<T> {
     fn backward(&self, g: &Tensor<T>, _inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
         let y = self.y.get(self.name())?;
         let dx = cpu::backward(&y.cpu()?, &g.cpu()?, self.p);
-        Ok(vec![Some(Tensor::from_parts(
-            dx,
-            g.shape().to_vec(),
-            g.device(),
-        ))])
+        Ok(vec![Some(Tensor::from_parts(dx, g.shape().to_vec(), g.device()))])
     }
 }
 
@@ -65,14 +61,7 @@ impl<T: Float> Tensor<T> {
         };
         let data = cpu::forward(&self.cpu()?, p);
         let out = Tensor::from_parts(data, self.shape().to_vec(), self.device());
-        Ok(record(
-            out.clone(),
-            &[self],
-            SoftmaxBackward {
-                y: Saved::new(&out),
-                p,
-            },
-        ))
+        Ok(record(out.clone(), &[self], SoftmaxBackward { y: Saved::new(&out), p }))
     }
 
     /// Softmax along `dim`: `e^(x_j) / sum_k e^(x_k)`, computed stably (the max is subtracted
@@ -127,9 +116,7 @@ mod tests {
     }
 
     fn data(n: usize) -> Vec<f64> {
-        (0..n)
-            .map(|i| ((i * 7 + 3) % 11) as f64 * 0.37 - 1.8)
-            .collect()
+        (0..n).map(|i| ((i * 7 + 3) % 11) as f64 * 0.37 - 1.8).collect()
     }
 
     #[test]
@@ -144,10 +131,7 @@ mod tests {
                 .unwrap()
                 .to_vec()
                 .unwrap();
-            assert!(
-                s.iter().all(|v| (v - 1.0).abs() < 1e-12),
-                "dim {dim}: {s:?}"
-            );
+            assert!(s.iter().all(|v| (v - 1.0).abs() < 1e-12), "dim {dim}: {s:?}");
         }
         assert!(x.softmax(3).is_err() && x.log_softmax(3).is_err());
     }
@@ -177,12 +161,7 @@ mod tests {
             for dim in 0..3 {
                 let loss = |xs: &[f64]| {
                     let x = t(xs.to_vec(), &shape).requires_grad();
-                    let y = if log {
-                        x.log_softmax(dim)
-                    } else {
-                        x.softmax(dim)
-                    }
-                    .unwrap();
+                    let y = if log { x.log_softmax(dim) } else { x.softmax(dim) }.unwrap();
                     (x, y.mul(&t(w.clone(), &shape)).unwrap().sum().unwrap())
                 };
                 let x0 = data(12);
@@ -191,10 +170,7 @@ mod tests {
                 let an = x.grad().unwrap().to_vec().unwrap();
                 let num = numgrad(|xs| loss(xs).1.item().unwrap(), &x0);
                 for (a, n) in an.iter().zip(&num) {
-                    assert!(
-                        (a - n).abs() < 1e-7,
-                        "log {log} dim {dim}: {an:?} vs {num:?}"
-                    );
+                    assert!((a - n).abs() < 1e-7, "log {log} dim {dim}: {an:?} vs {num:?}");
                 }
             }
         }
