@@ -25,14 +25,22 @@ fn main() -> Result<()> {
     let t = a.mul(&b)?.add(&c)?.tanh()?.retain_grad();
     let y = t.mul(&a)?;
     println!("y = tanh(a*b + c) * a = {:.6}", y.item()?);
-    println!("graph: y was made by `{}`; t by `{}`", y.op_name().unwrap_or("leaf"), t.op_name().unwrap_or("leaf"));
+    println!(
+        "graph: y was made by `{}`; t by `{}`",
+        y.op_name().unwrap_or("leaf"),
+        t.op_name().unwrap_or("leaf")
+    );
 
     // Backward: dy/dy = 1, then the chain rule through the graph in reverse topological order.
     y.backward()?;
 
     // The same derivatives by hand.
     let tv = (av * bv + cv).tanh();
-    let hand = [tv + av * (1.0 - tv * tv) * bv, av * (1.0 - tv * tv) * av, av * (1.0 - tv * tv)];
+    let hand = [
+        tv + av * (1.0 - tv * tv) * bv,
+        av * (1.0 - tv * tv) * av,
+        av * (1.0 - tv * tv),
+    ];
     println!();
     println!("{:<6} {:>14} {:>14}", "", "autograd", "by hand");
     for (name, x, h) in [("dy/da", &a, hand[0]), ("dy/db", &b, hand[1]), ("dy/dc", &c, hand[2])] {

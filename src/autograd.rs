@@ -2,8 +2,8 @@
 //! accumulation, and `no_grad`.
 //!
 //! # How it works
-//! Every op that has an input requiring grad wraps its output in a [`Node`]: the op's
-//! [`Backward`] (a small struct next to the op's forward), the input handles, and whatever the
+//! Every op that has an input requiring grad wraps its output in a `Node`: the op's
+//! `Backward` (a small struct next to the op's forward), the input handles, and whatever the
 //! op saved for its backward. Tensors point at their inputs, never at their outputs, so the
 //! graph is a DAG of `Arc`s with no cycles.
 //!
@@ -153,7 +153,10 @@ pub(crate) struct Saved<T: Float> {
 
 impl<T: Float> Saved<T> {
     pub(crate) fn new(t: &Tensor<T>) -> Self {
-        Saved { tensor: t.clone(), version: t.version() }
+        Saved {
+            tensor: t.clone(),
+            version: t.version(),
+        }
     }
     pub(crate) fn get(&self, op: &'static str) -> Result<&Tensor<T>> {
         if self.tensor.version() != self.version {
@@ -196,10 +199,10 @@ fn topo_order<T: Float>(root: &Arc<Node<T>>) -> Result<Vec<Arc<Node<T>>>> {
         })?;
         stack.push((node, true));
         for inp in inputs.iter().rev() {
-            if let Some(child) = inp.node() {
-                if seen.insert(key(child), ()).is_none() {
-                    stack.push((child.clone(), false));
-                }
+            if let Some(child) = inp.node()
+                && seen.insert(key(child), ()).is_none()
+            {
+                stack.push((child.clone(), false));
             }
         }
     }
@@ -222,7 +225,11 @@ pub(crate) fn run_backward<T: Float>(root: &Tensor<T>, grad: Tensor<T>) -> Resul
         if grad.shape() != root.shape() {
             return Err(Error::shape(
                 "backward_with",
-                format!("gradient shape {:?} differs from the tensor's shape {:?}", grad.shape(), root.shape()),
+                format!(
+                    "gradient shape {:?} differs from the tensor's shape {:?}",
+                    grad.shape(),
+                    root.shape()
+                ),
             ));
         }
         if grad.device() != root.device() {
@@ -260,7 +267,12 @@ pub(crate) fn run_backward<T: Float>(root: &Tensor<T>, grad: Tensor<T>) -> Resul
             }
             let grads = state.backward.backward(&g, &state.inputs)?;
             drop(g);
-            debug_assert_eq!(grads.len(), state.inputs.len(), "{}: wrong number of gradients", node.name);
+            debug_assert_eq!(
+                grads.len(),
+                state.inputs.len(),
+                "{}: wrong number of gradients",
+                node.name
+            );
             for (inp, gi) in state.inputs.iter().zip(grads) {
                 let Some(gi) = gi else { continue };
                 if !inp.is_requires_grad() {
@@ -292,7 +304,9 @@ mod tests {
 
     #[test]
     fn graph_is_freed_after_backward() {
-        let x = Tensor::<f64>::from_vec(vec![1.0, 2.0, 3.0], &[3], Device::Cpu).unwrap().requires_grad();
+        let x = Tensor::<f64>::from_vec(vec![1.0, 2.0, 3.0], &[3], Device::Cpu)
+            .unwrap()
+            .requires_grad();
         let y = x.exp().unwrap();
         let weak_y = Arc::downgrade(y.node().unwrap());
         let z = y.mul(&y).unwrap().sum().unwrap();

@@ -26,7 +26,12 @@ impl Rng {
     /// A generator seeded from `seed` (any value, 0 included).
     pub fn new(seed: u64) -> Rng {
         let mut x = seed;
-        let state = [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)];
+        let state = [
+            splitmix64(&mut x),
+            splitmix64(&mut x),
+            splitmix64(&mut x),
+            splitmix64(&mut x),
+        ];
         Rng { state }
     }
 

@@ -81,13 +81,7 @@ pub fn broadcast_strides(src: &[usize], dst: &[usize]) -> Vec<usize> {
     let s = strides(src);
     let off = dst.len() - src.len();
     (0..dst.len())
-        .map(|i| {
-            if i < off || src[i - off] == 1 {
-                0
-            } else {
-                s[i - off]
-            }
-        })
+        .map(|i| if i < off || src[i - off] == 1 { 0 } else { s[i - off] })
         .collect()
 }
 
@@ -98,7 +92,10 @@ pub fn check_dim(op: &'static str, dim: usize, shape: &[usize]) -> Result<()> {
     } else {
         Err(Error::invalid(
             op,
-            format!("dim {dim} is out of range for a tensor of shape {shape:?} (rank {})", shape.len()),
+            format!(
+                "dim {dim} is out of range for a tensor of shape {shape:?} (rank {})",
+                shape.len()
+            ),
         ))
     }
 }

@@ -22,7 +22,11 @@ fn write_values<T: Float>(
     let inner: usize = shape[1..].iter().product();
     write!(f, "[")?;
     let idx: Vec<Option<usize>> = if summarize && n > 2 * EDGE {
-        (0..EDGE).map(Some).chain([None]).chain((n - EDGE..n).map(Some)).collect()
+        (0..EDGE)
+            .map(Some)
+            .chain([None])
+            .chain((n - EDGE..n).map(Some))
+            .collect()
     } else {
         (0..n).map(Some).collect()
     };
@@ -49,7 +53,13 @@ impl<T: Float> fmt::Display for Tensor<T> {
             Ok(data) => write_values(f, &data, self.shape(), self.numel() > SUMMARIZE_ABOVE, 7)?,
             Err(_) => write!(f, "<on {}>", self.device())?,
         }
-        write!(f, ", shape={:?}, device={}, dtype={}", self.shape(), self.device(), T::DTYPE)?;
+        write!(
+            f,
+            ", shape={:?}, device={}, dtype={}",
+            self.shape(),
+            self.device(),
+            T::DTYPE
+        )?;
         if let Some(op) = self.op_name() {
             write!(f, ", grad_fn={op}")?;
         } else if self.is_requires_grad() {

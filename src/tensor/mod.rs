@@ -58,7 +58,9 @@ pub struct Tensor<T: Float = f32> {
 
 impl<T: Float> Clone for Tensor<T> {
     fn clone(&self) -> Self {
-        Tensor { inner: self.inner.clone() }
+        Tensor {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -82,7 +84,10 @@ impl<T: Float> Tensor<T> {
     /// Wraps a host vector (length already checked by the caller) as a new leaf on `device`.
     pub(crate) fn from_parts(data: Vec<T>, shape: Vec<usize>, device: Device) -> Self {
         debug_assert_eq!(data.len(), numel(&shape), "from_parts: length vs shape {shape:?}");
-        let storage = Arc::new(Storage { buf: RwLock::new(Buffer::Cpu(data)), version: AtomicU64::new(0) });
+        let storage = Arc::new(Storage {
+            buf: RwLock::new(Buffer::Cpu(data)),
+            version: AtomicU64::new(0),
+        });
         Self::with_storage(storage, shape, device, None)
     }
 
@@ -107,7 +112,12 @@ impl<T: Float> Tensor<T> {
 
     /// This tensor's storage with `node` attached (used by `autograd::record`).
     pub(crate) fn with_node(self, node: Arc<Node<T>>) -> Self {
-        Self::with_storage(self.inner.storage.clone(), self.inner.shape.clone(), self.inner.device, Some(node))
+        Self::with_storage(
+            self.inner.storage.clone(),
+            self.inner.shape.clone(),
+            self.inner.device,
+            Some(node),
+        )
     }
 
     pub(crate) fn node(&self) -> Option<&Arc<Node<T>>> {
@@ -117,7 +127,9 @@ impl<T: Float> Tensor<T> {
     /// Read access to the data of a CPU tensor.
     pub(crate) fn cpu(&self) -> Result<CpuRef<'_, T>> {
         match self.inner.device {
-            Device::Cpu => Ok(CpuRef { guard: self.inner.storage.buf.read().unwrap() }),
+            Device::Cpu => Ok(CpuRef {
+                guard: self.inner.storage.buf.read().unwrap(),
+            }),
             d => Err(Error::device(format!("host access to a tensor on {d}"))),
         }
     }
@@ -171,7 +183,11 @@ impl<T: Float> Tensor<T> {
         if data.len() != numel(shape) {
             return Err(Error::shape(
                 "from_vec",
-                format!("{} values cannot fill shape {shape:?} ({} elements)", data.len(), numel(shape)),
+                format!(
+                    "{} values cannot fill shape {shape:?} ({} elements)",
+                    data.len(),
+                    numel(shape)
+                ),
             ));
         }
         Ok(Self::from_parts(data, shape.to_vec(), device))
@@ -265,7 +281,10 @@ impl<T: Float> Tensor<T> {
     /// The single value of a one-element tensor; `Err` for any other size.
     pub fn item(&self) -> Result<T> {
         if self.numel() != 1 {
-            return Err(Error::shape("item", format!("needs exactly one element, got shape {:?}", self.shape())));
+            return Err(Error::shape(
+                "item",
+                format!("needs exactly one element, got shape {:?}", self.shape()),
+            ));
         }
         Ok(self.cpu()?[0])
     }
@@ -277,7 +296,10 @@ impl<T: Float> Tensor<T> {
         if device == self.device() {
             return Ok(self.clone());
         }
-        Err(Error::device(format!("to_device: cannot move from {} to {device}", self.device())))
+        Err(Error::device(format!(
+            "to_device: cannot move from {} to {device}",
+            self.device()
+        )))
     }
 
     // ---------------------------------------------------------------- autograd
@@ -353,7 +375,12 @@ impl<T: Float> Tensor<T> {
 
     /// A new leaf sharing this tensor's storage, cut from the graph (no grad).
     pub fn detach(&self) -> Self {
-        Self::with_storage(self.inner.storage.clone(), self.inner.shape.clone(), self.inner.device, None)
+        Self::with_storage(
+            self.inner.storage.clone(),
+            self.inner.shape.clone(),
+            self.inner.device,
+            None,
+        )
     }
 
     /// The name of the op that produced this tensor, or `None` for a leaf.

@@ -31,11 +31,18 @@ pub(crate) struct MatRef<'a, T> {
 impl<'a, T: Float> MatRef<'a, T> {
     /// A row-major matrix used as stored, `cols` columns wide.
     pub(crate) fn new(data: &'a [T], cols: usize) -> Self {
-        MatRef { data, ld: cols, trans: false }
+        MatRef {
+            data,
+            ld: cols,
+            trans: false,
+        }
     }
     /// The same matrix used transposed.
     pub(crate) fn t(self) -> Self {
-        MatRef { trans: !self.trans, ..self }
+        MatRef {
+            trans: !self.trans,
+            ..self
+        }
     }
 }
 
@@ -49,7 +56,11 @@ fn materialise<'a, T: Float>(x: MatRef<'a, T>, rows: usize, cols: usize, buf: &'
     buf.resize(rows * cols, T::ZERO);
     for i in 0..rows {
         for j in 0..cols {
-            buf[i * cols + j] = if x.trans { x.data[j * x.ld + i] } else { x.data[i * x.ld + j] };
+            buf[i * cols + j] = if x.trans {
+                x.data[j * x.ld + i]
+            } else {
+                x.data[i * x.ld + j]
+            };
         }
     }
     buf
@@ -57,7 +68,15 @@ fn materialise<'a, T: Float>(x: MatRef<'a, T>, rows: usize, cols: usize, buf: &'
 
 /// `C (m x n) = op(A) (m x k) · op(B) (k x n)`, or `C += ...` when `accumulate`. C is
 /// contiguous row-major. Runs in parallel over row blocks when the product is large.
-pub(crate) fn gemm<T: Float>(m: usize, n: usize, k: usize, a: MatRef<'_, T>, b: MatRef<'_, T>, c: &mut [T], accumulate: bool) {
+pub(crate) fn gemm<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+    accumulate: bool,
+) {
     debug_assert!(c.len() >= m * n);
     let c = &mut c[..m * n];
     if !accumulate {
@@ -80,8 +99,12 @@ pub(crate) fn gemm<T: Float>(m: usize, n: usize, k: usize, a: MatRef<'_, T>, b: 
                 let (c2, c3) = rest.split_at_mut(n);
                 for p in p0..p1 {
                     let brow = &b[p * n..(p + 1) * n];
-                    let (a0, a1, a2, a3) =
-                        (a[r0 * k + p], a[(r0 + 1) * k + p], a[(r0 + 2) * k + p], a[(r0 + 3) * k + p]);
+                    let (a0, a1, a2, a3) = (
+                        a[r0 * k + p],
+                        a[(r0 + 1) * k + p],
+                        a[(r0 + 2) * k + p],
+                        a[(r0 + 3) * k + p],
+                    );
                     for j in 0..n {
                         let bv = brow[j];
                         c0[j] += a0 * bv;
@@ -104,7 +127,9 @@ pub(crate) fn gemm<T: Float>(m: usize, n: usize, k: usize, a: MatRef<'_, T>, b: 
         }
     };
     if m > MR && m.saturating_mul(n).saturating_mul(k) >= 4 * PAR_THRESHOLD {
-        c.par_chunks_mut(MR * n).enumerate().for_each(|(bi, blk)| block(bi, blk));
+        c.par_chunks_mut(MR * n)
+            .enumerate()
+            .for_each(|(bi, blk)| block(bi, blk));
     } else {
         c.chunks_mut(MR * n).enumerate().for_each(|(bi, blk)| block(bi, blk));
     }
@@ -144,8 +169,16 @@ mod tests {
                 }
             }
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let ar = if ta { MatRef::new(&at, m).t() } else { MatRef::new(&a, k) };
-                let br = if tb { MatRef::new(&bt, k).t() } else { MatRef::new(&b, n) };
+                let ar = if ta {
+                    MatRef::new(&at, m).t()
+                } else {
+                    MatRef::new(&a, k)
+                };
+                let br = if tb {
+                    MatRef::new(&bt, k).t()
+                } else {
+                    MatRef::new(&b, n)
+                };
                 let mut c = vec![1.0; m * n];
                 gemm(m, n, k, ar, br, &mut c, false);
                 for (x, y) in c.iter().zip(&want) {

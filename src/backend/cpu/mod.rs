@@ -38,34 +38,17 @@ pub(crate) fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) 
     debug_assert_eq!(a.len(), b.len());
     let mut out = vec![T::ZERO; a.len()];
     if a.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
-            for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                *o = f(a, b);
-            }
-        });
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| {
+                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                    *o = f(a, b);
+                }
+            });
     } else {
         for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
             *o = f(a, b);
         }
-    }
-    out
-}
-
-/// `out[i] = f(a[i], b[i], c[i])` for equal-length slices (fused backward formulas).
-pub(crate) fn zip3_map<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + Sync) -> Vec<T> {
-    debug_assert!(a.len() == b.len() && b.len() == c.len());
-    let mut out = vec![T::ZERO; a.len()];
-    let body = |o: &mut [T], a: &[T], b: &[T], c: &[T]| {
-        for i in 0..o.len() {
-            o[i] = f(a[i], b[i], c[i]);
-        }
-    };
-    if a.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK).zip(c.par_chunks(CHUNK))))
-            .for_each(|(o, (a, (b, c)))| body(o, a, b, c));
-    } else {
-        body(&mut out, a, b, c);
     }
     out
 }

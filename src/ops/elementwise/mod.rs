@@ -158,7 +158,11 @@ impl<T: Float> Tensor<T> {
     fn unary(&self, op: UnaryOp<T>) -> Result<Tensor<T>> {
         let data = cpu::unary(op, &self.cpu()?);
         let out = Tensor::from_parts(data, self.shape().to_vec(), self.device());
-        let bw = UnaryBackward { op, x: Saved::new(self), y: Saved::new(&out.detach()) };
+        let bw = UnaryBackward {
+            op,
+            x: Saved::new(self),
+            y: Saved::new(&out.detach()),
+        };
         Ok(record(out, &[self], bw))
     }
 

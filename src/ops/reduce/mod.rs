@@ -36,7 +36,10 @@ fn dims_mask(op: &'static str, dims: &[usize], shape: &[usize]) -> Result<Vec<bo
     for &d in dims {
         check_dim(op, d, shape)?;
         if std::mem::replace(&mut mask[d], true) {
-            return Err(Error::invalid(op, format!("dim {d} appears more than once in {dims:?}")));
+            return Err(Error::invalid(
+                op,
+                format!("dim {d} appears more than once in {dims:?}"),
+            ));
         }
     }
     Ok(mask)
@@ -56,7 +59,11 @@ impl<T: Float> Backward<T> for SumBackward {
     }
     fn backward(&self, g: &Tensor<T>, inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
         let g = g.reshape(&self.kept)?;
-        let g = if self.scale != 1.0 { g.mul_scalar(T::from_f64(self.scale))? } else { g };
+        let g = if self.scale != 1.0 {
+            g.mul_scalar(T::from_f64(self.scale))?
+        } else {
+            g
+        };
         Ok(vec![Some(g.expand(inputs[0].shape())?)])
     }
 }
@@ -75,7 +82,11 @@ impl<T: Float> Backward<T> for MaxBackward {
         for (&i, &gv) in self.argmax.iter().zip(g.cpu()?.iter()) {
             dx[i] += gv;
         }
-        Ok(vec![Some(Tensor::from_parts(dx, inputs[0].shape().to_vec(), g.device()))])
+        Ok(vec![Some(Tensor::from_parts(
+            dx,
+            inputs[0].shape().to_vec(),
+            g.device(),
+        ))])
     }
 }
 
@@ -98,7 +109,13 @@ impl<T: Float> Backward<T> for NormBackward<T> {
 
 impl<T: Float> Tensor<T> {
     fn reduce_sum(&self, mask: Vec<bool>, keepdim: bool, mean: bool, name: &'static str) -> Result<Tensor<T>> {
-        let count: usize = self.shape().iter().zip(&mask).filter(|(_, m)| **m).map(|(s, _)| *s).product();
+        let count: usize = self
+            .shape()
+            .iter()
+            .zip(&mask)
+            .filter(|(_, m)| **m)
+            .map(|(s, _)| *s)
+            .product();
         let mut data = cpu::sum_dims(&self.cpu()?, self.shape(), &mask);
         let scale = if mean { 1.0 / count as f64 } else { 1.0 };
         if mean {
@@ -107,7 +124,11 @@ impl<T: Float> Tensor<T> {
             data.iter_mut().for_each(|v| *v *= s);
         }
         let kept = kept_shape(self.shape(), &mask);
-        let shape = if keepdim { kept.clone() } else { squeezed_shape(self.shape(), &mask) };
+        let shape = if keepdim {
+            kept.clone()
+        } else {
+            squeezed_shape(self.shape(), &mask)
+        };
         let out = Tensor::from_parts(data, shape, self.device());
         Ok(record(out, &[self], SumBackward { scale, kept, name }))
     }
@@ -177,12 +198,19 @@ impl<T: Float> Tensor<T> {
     pub fn max_dim(&self, dim: usize, keepdim: bool) -> Result<Tensor<T>> {
         check_dim("max_dim", dim, self.shape())?;
         if self.shape()[dim] == 0 {
-            return Err(Error::shape("max_dim", format!("dim {dim} of {:?} is empty", self.shape())));
+            return Err(Error::shape(
+                "max_dim",
+                format!("dim {dim} of {:?} is empty", self.shape()),
+            ));
         }
         let (values, argmax) = cpu::max_dim(&self.cpu()?, self.shape(), dim);
         let mut mask = vec![false; self.ndim()];
         mask[dim] = true;
-        let shape = if keepdim { kept_shape(self.shape(), &mask) } else { squeezed_shape(self.shape(), &mask) };
+        let shape = if keepdim {
+            kept_shape(self.shape(), &mask)
+        } else {
+            squeezed_shape(self.shape(), &mask)
+        };
         let out = Tensor::from_parts(values, shape, self.device());
         Ok(record(out, &[self], MaxBackward { argmax }))
     }
@@ -199,7 +227,10 @@ impl<T: Float> Tensor<T> {
     pub fn argmax(&self, dim: usize) -> Result<Vec<usize>> {
         check_dim("argmax", dim, self.shape())?;
         if self.shape()[dim] == 0 {
-            return Err(Error::shape("argmax", format!("dim {dim} of {:?} is empty", self.shape())));
+            return Err(Error::shape(
+                "argmax",
+                format!("dim {dim} of {:?} is empty", self.shape()),
+            ));
         }
         let (_, flat) = cpu::max_dim(&self.cpu()?, self.shape(), dim);
         let (_, size, inner) = crate::shape::split_at_dim(self.shape(), dim);
@@ -224,15 +255,20 @@ impl<T: Float> Tensor<T> {
         if !ok {
             return Err(Error::shape(
                 "sum_to",
-                format!("{shape:?} does not broadcast to {:?}, so {:?} cannot be summed to it", self.shape(), self.shape()),
+                format!(
+                    "{shape:?} does not broadcast to {:?}, so {:?} cannot be summed to it",
+                    self.shape(),
+                    self.shape()
+                ),
             ));
         }
         if shape == self.shape() {
             return Ok(self.clone());
         }
         let lead = self.ndim() - shape.len();
-        let mask: Vec<bool> =
-            (0..self.ndim()).map(|d| d < lead || (shape[d - lead] == 1 && self.shape()[d] != 1)).collect();
+        let mask: Vec<bool> = (0..self.ndim())
+            .map(|d| d < lead || (shape[d - lead] == 1 && self.shape()[d] != 1))
+            .collect();
         self.reduce_sum(mask, false, false, "sum_to")?.reshape(shape)
     }
 
@@ -250,9 +286,25 @@ impl<T: Float> Tensor<T> {
         mask[dim] = true;
         let data = cpu::norm_dim(&self.cpu()?, self.shape(), dim);
         let kept = kept_shape(self.shape(), &mask);
-        let shape = if keepdim { kept.clone() } else { squeezed_shape(self.shape(), &mask) };
+        let shape = if keepdim {
+            kept.clone()
+        } else {
+            squeezed_shape(self.shape(), &mask)
+        };
         let norm = Tensor::from_parts(data, kept, self.device());
-        let out = if keepdim { norm.clone() } else { norm.view_as_shape(shape) };
-        Ok(record(out, &[self], NormBackward { x: Saved::new(self), norm: Saved::new(&norm), dim }))
+        let out = if keepdim {
+            norm.clone()
+        } else {
+            norm.view_as_shape(shape)
+        };
+        Ok(record(
+            out,
+            &[self],
+            NormBackward {
+                x: Saved::new(self),
+                norm: Saved::new(&norm),
+                dim,
+            },
+        ))
     }
 }

@@ -94,7 +94,10 @@ impl<T: Float> Tensor<T> {
             if start_dim == 0 {
                 return self.reshape(&[1]);
             }
-            return Err(Error::invalid("flatten", format!("start_dim {start_dim} is out of range for a scalar")));
+            return Err(Error::invalid(
+                "flatten",
+                format!("start_dim {start_dim} is out of range for a scalar"),
+            ));
         }
         check_dim("flatten", start_dim, self.shape())?;
         let mut shape = self.shape()[..start_dim].to_vec();
@@ -119,7 +122,10 @@ impl<T: Float> Tensor<T> {
         if perm.len() != rank || perm.iter().any(|&p| p >= rank || std::mem::replace(&mut seen[p], true)) {
             return Err(Error::invalid(
                 "permute",
-                format!("{perm:?} is not a permutation of the {rank} dims of a tensor of shape {:?}", self.shape()),
+                format!(
+                    "{perm:?} is not a permutation of the {rank} dims of a tensor of shape {:?}",
+                    self.shape()
+                ),
             ));
         }
         let shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
@@ -159,7 +165,10 @@ impl<T: Float> Tensor<T> {
     pub fn expand(&self, shape: &[usize]) -> Result<Tensor<T>> {
         let b = broadcast_shapes("expand", self.shape(), shape)?;
         if b != shape {
-            return Err(Error::shape("expand", format!("cannot expand {:?} to {shape:?}", self.shape())));
+            return Err(Error::shape(
+                "expand",
+                format!("cannot expand {:?} to {shape:?}", self.shape()),
+            ));
         }
         let data = cpu::expand(&self.cpu()?, self.shape(), shape);
         let out = Tensor::from_parts(data, shape.to_vec(), self.device());
