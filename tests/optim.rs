@@ -31,20 +31,13 @@ fn set_grads<T: Float>(opt: &Sgd<T>, grads: &[(usize, Tensor<T>)]) {
 }
 
 fn vals<T: Float>(x: &Tensor<T>) -> Vec<f64> {
-    x.to_vec()
-        .unwrap()
-        .into_iter()
-        .map(|v| v.to_f64())
-        .collect()
+    x.to_vec().unwrap().into_iter().map(|v| v.to_f64()).collect()
 }
 
 fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (k, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}[{k}]: got {g}, want {w}"
-        );
+        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{k}]: got {g}, want {w}");
     }
 }
 
@@ -78,10 +71,7 @@ fn reference(p0: f64, grads: &[Option<f64>], c: &SgdConfig) -> Vec<f64> {
 
 fn run_scalar_steps(p0: &[f64], grads: &[Vec<Option<f64>>], c: SgdConfig) -> Vec<Vec<f64>> {
     // One parameter per element, so that missing gradients can differ per element.
-    let params: Vec<Tensor<f64>> = p0
-        .iter()
-        .map(|&v| t::<f64>(&[v], &[1]).requires_grad())
-        .collect();
+    let params: Vec<Tensor<f64>> = p0.iter().map(|&v| t::<f64>(&[v], &[1]).requires_grad()).collect();
     let mut opt = Sgd::new(params.clone(), c).unwrap();
     let mut out = vec![];
     for step in grads {
@@ -151,12 +141,7 @@ fn hand_values_plain_and_momentum() {
         ..Default::default()
     };
     let got = run_scalar_steps(&[2.0], &vec![vec![Some(0.0)]; 2], c);
-    assert_close(
-        &[got[0][0], got[1][0]],
-        &[1.9, 1.805],
-        1e-15,
-        "weight decay",
-    );
+    assert_close(&[got[0][0], got[1][0]], &[1.9, 1.805], 1e-15, "weight decay");
 }
 
 #[test]
@@ -204,12 +189,8 @@ fn all_options_against_reference_with_skips() {
 #[test]
 fn large_parameter_takes_parallel_path_same_as_reference() {
     let n = 70_001;
-    let p0: Vec<f64> = (0..n)
-        .map(|i| ((i * 37 % 101) as f64 - 50.0) / 25.0)
-        .collect();
-    let g: Vec<f64> = (0..n)
-        .map(|i| ((i * 53 % 97) as f64 - 48.0) / 30.0)
-        .collect();
+    let p0: Vec<f64> = (0..n).map(|i| ((i * 37 % 101) as f64 - 50.0) / 25.0).collect();
+    let g: Vec<f64> = (0..n).map(|i| ((i * 53 % 97) as f64 - 48.0) / 30.0).collect();
     let c = SgdConfig {
         lr: 0.1,
         momentum: 0.9,
@@ -243,20 +224,14 @@ struct SgdCase {
 
 fn floats(tok: &[&str]) -> Vec<f64> {
     tok.iter()
-        .map(|s| {
-            s.parse::<f64>()
-                .unwrap_or_else(|e| panic!("bad float {s}: {e}"))
-        })
+        .map(|s| s.parse::<f64>().unwrap_or_else(|e| panic!("bad float {s}: {e}")))
         .collect()
 }
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert!(
-        text.starts_with("torch "),
-        "{path}: missing the torch version line"
-    );
+    assert!(text.starts_with("torch "), "{path}: missing the torch version line");
     text
 }
 
@@ -285,26 +260,18 @@ fn parse_sgd() -> Vec<SgdCase> {
             }
             "param" => {
                 let shape = tok[2].split('x').map(us).collect();
-                cases
-                    .last_mut()
-                    .unwrap()
-                    .params
-                    .push((shape, floats(&tok[3..])));
+                cases.last_mut().unwrap().params.push((shape, floats(&tok[3..])));
             }
-            "grad" => {
-                cases
-                    .last_mut()
-                    .unwrap()
-                    .grads
-                    .push((us(tok[1]), us(tok[2]), floats(&tok[3..])))
-            }
-            "after" => {
-                cases
-                    .last_mut()
-                    .unwrap()
-                    .after
-                    .push((us(tok[1]), us(tok[2]), floats(&tok[3..])))
-            }
+            "grad" => cases
+                .last_mut()
+                .unwrap()
+                .grads
+                .push((us(tok[1]), us(tok[2]), floats(&tok[3..]))),
+            "after" => cases
+                .last_mut()
+                .unwrap()
+                .after
+                .push((us(tok[1]), us(tok[2]), floats(&tok[3..]))),
             "end" => {}
             other => panic!("optim_sgd.txt: unknown record {other}"),
         }
@@ -313,11 +280,7 @@ fn parse_sgd() -> Vec<SgdCase> {
 }
 
 fn run_sgd_case<T: Float>(case: &SgdCase, tol: f64) {
-    let params: Vec<Tensor<T>> = case
-        .params
-        .iter()
-        .map(|(s, v)| t::<T>(v, s).requires_grad())
-        .collect();
+    let params: Vec<Tensor<T>> = case.params.iter().map(|(s, v)| t::<T>(v, s).requires_grad()).collect();
     let mut opt = Sgd::new(params.clone(), case.config).unwrap();
     for step in 0..case.steps {
         let gs: Vec<(usize, Tensor<T>)> = case
@@ -342,18 +305,9 @@ fn run_sgd_case<T: Float>(case: &SgdCase, tol: f64) {
 #[test]
 fn sgd_matches_pytorch() {
     let cases = parse_sgd();
-    assert!(
-        cases.len() >= 6,
-        "expected the fixture's cases, got {}",
-        cases.len()
-    );
+    assert!(cases.len() >= 6, "expected the fixture's cases, got {}", cases.len());
     for case in &cases {
-        assert_eq!(
-            case.after.len(),
-            case.steps * case.params.len(),
-            "{}",
-            case.name
-        );
+        assert_eq!(case.after.len(), case.steps * case.params.len(), "{}", case.name);
         run_sgd_case::<f64>(case, 1e-13);
         run_sgd_case::<f32>(case, 2e-6);
     }
@@ -488,9 +442,7 @@ fn clip_grad_norm_hand_values() {
             p.zero_grad();
         }
         let l = a.mul(&t(&[3.0, 4.0], &[2])).unwrap().sum().unwrap();
-        let l = l
-            .add(&b.mul(&t(&[12.0], &[1])).unwrap().sum().unwrap())
-            .unwrap();
+        let l = l.add(&b.mul(&t(&[12.0], &[1])).unwrap().sum().unwrap()).unwrap();
         l.backward().unwrap();
     };
     // Total norm sqrt(9 + 16 + 144) = 13. Below the threshold: untouched.
@@ -509,7 +461,7 @@ fn clip_grad_norm_hand_values() {
     // The new norm is max_norm (up to the 1e-6).
     assert!((clip_grad_norm(&params, 100.0).unwrap() - 6.5).abs() < 1e-6);
     // No gradients at all: norm 0. Invalid max_norm: Err.
-    assert_eq!(clip_grad_norm(&[unused.clone()], 1.0).unwrap(), 0.0);
+    assert_eq!(clip_grad_norm(std::slice::from_ref(&unused), 1.0).unwrap(), 0.0);
     assert!(matches!(
         clip_grad_norm(&params, -1.0),
         Err(Error::InvalidArgument { .. })
@@ -522,16 +474,11 @@ fn clip_grad_norm_large_f32_is_f64_accurate() {
     let n = 100_003;
     let w = Tensor::<f32>::zeros(&[n], CPU).unwrap().requires_grad();
     let g: Vec<f64> = (0..n).map(|i| ((i % 7) as f64 - 3.0) * 0.25).collect();
-    w.mul(&t::<f32>(&g, &[n]))
-        .unwrap()
-        .sum()
-        .unwrap()
-        .backward()
-        .unwrap();
+    w.mul(&t::<f32>(&g, &[n])).unwrap().sum().unwrap().backward().unwrap();
     let want = g.iter().map(|v| v * v).sum::<f64>().sqrt();
-    let total = clip_grad_norm(&[w.clone()], 1.0).unwrap();
+    let total = clip_grad_norm(std::slice::from_ref(&w), 1.0).unwrap();
     assert!((total - want).abs() < 1e-9 * want, "{total} vs {want}");
-    let after = clip_grad_norm(&[w.clone()], 1e9).unwrap();
+    let after = clip_grad_norm(std::slice::from_ref(&w), 1e9).unwrap();
     assert!((after - 1.0).abs() < 1e-5, "{after}");
 }
 
@@ -624,11 +571,7 @@ fn load_state_rejects_mismatches() {
     ];
     for s in bad {
         assert!(opt.load_state(s.clone()).is_err(), "{s:?}");
-        assert_eq!(
-            opt.state(),
-            before,
-            "a failed load must not change the state"
-        );
+        assert_eq!(opt.state(), before, "a failed load must not change the state");
     }
     let mut plain = Sgd::new(vec![w], SgdConfig::default()).unwrap();
     let with_buf = SgdState {
@@ -636,10 +579,7 @@ fn load_state_rejects_mismatches() {
         step: 1,
         momentum_buffers: vec![Some(vec![0.0; 6])],
     };
-    assert!(
-        plain.load_state(with_buf).is_err(),
-        "buffers without momentum"
-    );
+    assert!(plain.load_state(with_buf).is_err(), "buffers without momentum");
 }
 
 #[test]
@@ -653,18 +593,12 @@ fn config_validation_as_pytorch() {
     let bad = [
         SgdConfig { lr: -0.1, ..d },
         SgdConfig { lr: f64::NAN, ..d },
-        SgdConfig {
-            momentum: -0.5,
-            ..d
-        },
+        SgdConfig { momentum: -0.5, ..d },
         SgdConfig {
             weight_decay: -1e-4,
             ..d
         },
-        SgdConfig {
-            nesterov: true,
-            ..d
-        },
+        SgdConfig { nesterov: true, ..d },
         SgdConfig {
             nesterov: true,
             momentum: 0.9,
@@ -677,10 +611,7 @@ fn config_validation_as_pytorch() {
         },
     ];
     for c in bad {
-        assert!(
-            matches!(Sgd::new(w(), c), Err(Error::InvalidArgument { .. })),
-            "{c:?}"
-        );
+        assert!(matches!(Sgd::new(w(), c), Err(Error::InvalidArgument { .. })), "{c:?}");
     }
     assert!(
         Sgd::new(

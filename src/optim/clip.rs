@@ -61,23 +61,20 @@ fn sum_squares<T: Float>(x: &[T]) -> f64 {
 /// let w = Tensor::<f64>::zeros(&[2], Device::Cpu)?.requires_grad();
 /// let c = Tensor::from_vec(vec![3.0, 4.0], &[2], Device::Cpu)?;
 /// w.mul(&c)?.sum()?.backward()?;                 // grad = [3, 4], norm 5
-/// let total = clip_grad_norm(&[w.clone()], 1.0)?;
+/// let total = clip_grad_norm(std::slice::from_ref(&w), 1.0)?;
 /// assert_eq!(total, 5.0);
 /// let g = w.grad().unwrap().to_vec()?;           // scaled by 1 / (5 + 1e-6)
 /// assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6);
 /// # Ok::<(), smallgrad::Error>(())
 /// ```
 pub fn clip_grad_norm<T: Float>(params: &[Tensor<T>], max_norm: f64) -> Result<f64> {
-    if !(max_norm >= 0.0) {
+    if max_norm.is_nan() || max_norm < 0.0 {
         return Err(Error::invalid(
             "clip_grad_norm",
             format!("max_norm must be >= 0, got {max_norm}"),
         ));
     }
-    let grads: Vec<(&Tensor<T>, Tensor<T>)> = params
-        .iter()
-        .filter_map(|p| p.grad().map(|g| (p, g)))
-        .collect();
+    let grads: Vec<(&Tensor<T>, Tensor<T>)> = params.iter().filter_map(|p| p.grad().map(|g| (p, g))).collect();
     let mut total_sq = 0.0f64;
     for (_, g) in &grads {
         total_sq += sum_squares(&g.cpu()?);
@@ -90,11 +87,7 @@ pub fn clip_grad_norm<T: Float>(params: &[Tensor<T>], max_norm: f64) -> Result<f
         no_grad(|| -> Result<()> {
             for (p, g) in &grads {
                 let scaled = cpu::map(&g.cpu()?, |v| v * c);
-                p.set_grad(Some(Tensor::from_parts(
-                    scaled,
-                    g.shape().to_vec(),
-                    g.device(),
-                )));
+                p.set_grad(Some(Tensor::from_parts(scaled, g.shape().to_vec(), g.device())));
             }
             Ok(())
         })?;

@@ -16,7 +16,7 @@
 //!     opt.zero_grad();
 //!     let loss = w.mul(&w)?.sum()?;          // L = |w|^2, dL/dw = 2w
 //!     loss.backward()?;
-//!     clip_grad_norm(&[w.clone()], 10.0)?;
+//!     clip_grad_norm(std::slice::from_ref(&w), 10.0)?;
 //!     opt.step()?;                           // w <- w - lr * (momentum-averaged gradient)
 //! }
 //! let v = w.to_vec()?;

@@ -12,7 +12,7 @@
 //!                                        min + (base - min) * (1 + cos(pi * t_cur / t_i)) / 2
 //! ```
 //!
-//! A negative (or NaN) epoch is treated as 0. Schedules never fail: degenerate lengths
+//! A negative (or NaN) epoch is treated as 0; an infinite one gives NaN for the cosine forms. Schedules never fail: degenerate lengths
 //! (`t_max`, `step_size` or `t0` of 0, which PyTorch rejects) are documented per type.
 
 use std::f64::consts::PI;
@@ -76,12 +76,7 @@ impl CosineAnnealing {
         if self.t_max == 0 {
             return self.min_lr;
         }
-        cosine(
-            self.base_lr,
-            self.min_lr,
-            clamp_epoch(epoch),
-            self.t_max as f64,
-        )
+        cosine(self.base_lr, self.min_lr, clamp_epoch(epoch), self.t_max as f64)
     }
 }
 

@@ -417,12 +417,7 @@ pub(crate) struct SgdHyper<T: Float> {
 /// The fused SGD update of one parameter `p` with gradient `g`, in place. `mom` is the momentum
 /// buffer (same length) and whether this is its first use (then `buf = d`), or `None` without
 /// momentum. Elementwise, so parallel chunks give the same bits as one thread.
-pub(crate) fn sgd_update<T: Float>(
-    p: &mut [T],
-    g: &[T],
-    mom: Option<(&mut [T], bool)>,
-    h: &SgdHyper<T>,
-) {
+pub(crate) fn sgd_update<T: Float>(p: &mut [T], g: &[T], mom: Option<(&mut [T], bool)>, h: &SgdHyper<T>) {
     debug_assert_eq!(p.len(), g.len());
     let par = p.len() >= PAR_THRESHOLD;
     match mom {
@@ -451,22 +446,14 @@ pub(crate) fn sgd_update<T: Float>(
 
 fn update_plain<T: Float>(p: &mut [T], g: &[T], h: &SgdHyper<T>) {
     for (p, &g) in p.iter_mut().zip(g) {
-        let d = if h.use_weight_decay {
-            g + h.weight_decay * *p
-        } else {
-            g
-        };
+        let d = if h.use_weight_decay { g + h.weight_decay * *p } else { g };
         *p -= h.lr * d;
     }
 }
 
 fn update_momentum<T: Float>(p: &mut [T], g: &[T], buf: &mut [T], first: bool, h: &SgdHyper<T>) {
     for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
-        let d = if h.use_weight_decay {
-            g + h.weight_decay * *p
-        } else {
-            g
-        };
+        let d = if h.use_weight_decay { g + h.weight_decay * *p } else { g };
         *b = if first {
             d
         } else {
