@@ -28,6 +28,7 @@ mod error;
 mod gradcheck;
 pub mod loss;
 mod ops;
+pub mod optim;
 mod rng;
 pub mod shape;
 mod tensor;
