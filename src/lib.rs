@@ -22,6 +22,7 @@
 
 pub mod autograd;
 mod backend;
+pub mod data;
 mod device;
 mod dtype;
 mod error;
@@ -29,6 +30,7 @@ mod gradcheck;
 pub mod loss;
 mod ops;
 mod rng;
+pub mod serialize;
 pub mod shape;
 mod tensor;
 
