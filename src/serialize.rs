@@ -40,6 +40,7 @@ use json::Json;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The largest header accepted when loading (100 MB, as in the reference implementation).
 pub const MAX_HEADER_LEN: u64 = 100_000_000;
@@ -78,7 +79,10 @@ impl AnyTensor {
 pub type Loaded<X> = (Vec<(String, X)>, Vec<(String, String)>);
 
 fn io(path: &str, msg: impl Into<String>) -> Error {
-    Error::Io { path: path.to_string(), msg: msg.into() }
+    Error::Io {
+        path: path.to_string(),
+        msg: msg.into(),
+    }
 }
 
 /// One tensor's raw little-endian bytes ready for writing.
@@ -91,12 +95,18 @@ struct Raw {
 fn raw_of<T: Float>(t: &Tensor<T>) -> Result<Raw> {
     let v = t.to_vec()?;
     let bytes = if T::DTYPE == "f32" {
-        v.iter().flat_map(|x| (x.to_f64() as f32).to_le_bytes()).collect()
+        v.iter()
+            .flat_map(|x| (x.to_f64() as f32).to_le_bytes())
+            .collect()
     } else {
         v.iter().flat_map(|x| x.to_f64().to_le_bytes()).collect()
     };
     let dtype = if T::DTYPE == "f32" { "F32" } else { "F64" };
-    Ok(Raw { dtype, shape: t.shape().to_vec(), bytes })
+    Ok(Raw {
+        dtype,
+        shape: t.shape().to_vec(),
+        bytes,
+    })
 }
 
 fn encode(name: &str, tensors: Vec<(&str, Raw)>, metadata: &[(String, String)]) -> Result<Vec<u8>> {
@@ -120,7 +130,10 @@ fn encode(name: &str, tensors: Vec<(&str, Raw)>, metadata: &[(String, String)]) 
     let mut offset = 0usize;
     for (i, (n, raw)) in tensors.iter().enumerate() {
         if *n == METADATA_KEY {
-            return Err(io(name, format!("a tensor may not be called {METADATA_KEY:?}")));
+            return Err(io(
+                name,
+                format!("a tensor may not be called {METADATA_KEY:?}"),
+            ));
         }
         if tensors[..i].iter().any(|(n2, _)| n2 == n) {
             return Err(io(name, format!("duplicate tensor name {n:?}")));
@@ -154,13 +167,22 @@ fn encode(name: &str, tensors: Vec<(&str, Raw)>, metadata: &[(String, String)]) 
 /// Encodes named tensors (in the given order) and metadata as safetensors bytes.
 /// `Err` on a duplicate tensor name or metadata key, a tensor named `__metadata__`, or a
 /// tensor not on the CPU.
-pub fn to_bytes<T: Float>(tensors: &[(String, Tensor<T>)], metadata: &[(String, String)]) -> Result<Vec<u8>> {
-    let raws = tensors.iter().map(|(n, t)| Ok((n.as_str(), raw_of(t)?))).collect::<Result<Vec<_>>>()?;
+pub fn to_bytes<T: Float>(
+    tensors: &[(String, Tensor<T>)],
+    metadata: &[(String, String)],
+) -> Result<Vec<u8>> {
+    let raws = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.as_str(), raw_of(t)?)))
+        .collect::<Result<Vec<_>>>()?;
     encode("<memory>", raws, metadata)
 }
 
 /// Like [`to_bytes`] for tensors of mixed dtypes.
-pub fn to_bytes_any(tensors: &[(String, AnyTensor)], metadata: &[(String, String)]) -> Result<Vec<u8>> {
+pub fn to_bytes_any(
+    tensors: &[(String, AnyTensor)],
+    metadata: &[(String, String)],
+) -> Result<Vec<u8>> {
     let raws = tensors
         .iter()
         .map(|(n, t)| {
@@ -178,14 +200,24 @@ pub fn to_bytes_any(tensors: &[(String, AnyTensor)], metadata: &[(String, String
 /// then (on Unix) fsync of the directory. The temporary file is removed on failure.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let shown = path.display().to_string();
-    let file_name = path.file_name().ok_or_else(|| io(&shown, "not a file path"))?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io(&shown, "not a file path"))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let tmp = dir.join(format!(".{}.tmp{}", file_name.to_string_lossy(), std::process::id()));
+    // Unique per process and call, so concurrent saves never share a temporary file.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let k = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let tmp = dir.join(format!(".{}.tmp{pid}-{k}", file_name.to_string_lossy()));
     let result = (|| -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
@@ -219,7 +251,11 @@ pub fn save<T: Float>(
 }
 
 /// Saves tensors of mixed dtypes; see [`save`].
-pub fn save_any(path: impl AsRef<Path>, tensors: &[(String, AnyTensor)], metadata: &[(String, String)]) -> Result<()> {
+pub fn save_any(
+    path: impl AsRef<Path>,
+    tensors: &[(String, AnyTensor)],
+    metadata: &[(String, String)],
+) -> Result<()> {
     let bytes = to_bytes_any(tensors, metadata)?;
     write_atomic(path.as_ref(), &bytes)
 }
@@ -239,32 +275,57 @@ fn field<'a>(obj: &'a [(String, Json)], key: &str) -> Option<&'a Json> {
 
 fn parse_entry(path: &str, name: &str, v: &Json) -> Result<Entry> {
     let bad = |msg: String| io(path, format!("tensor {name:?}: {msg}"));
-    let Json::Obj(obj) = v else { return Err(bad(format!("expected an object, found {}", v.kind()))) };
-    if let Some((k, _)) = obj.iter().find(|(k, _)| !matches!(k.as_str(), "dtype" | "shape" | "data_offsets")) {
+    let Json::Obj(obj) = v else {
+        return Err(bad(format!("expected an object, found {}", v.kind())));
+    };
+    if let Some((k, _)) = obj
+        .iter()
+        .find(|(k, _)| !matches!(k.as_str(), "dtype" | "shape" | "data_offsets"))
+    {
         return Err(bad(format!("unknown field {k:?}")));
     }
     let f64 = match field(obj, "dtype") {
         Some(Json::Str(d)) if d == "F32" => false,
         Some(Json::Str(d)) if d == "F64" => true,
         Some(Json::Str(d)) => {
-            let known = ["BOOL", "U8", "I8", "I16", "U16", "F16", "BF16", "I32", "U32", "I64", "U64", "F8_E4M3", "F8_E5M2"];
-            let why = if known.contains(&d.as_str()) { "unsupported" } else { "unknown" };
-            return Err(bad(format!("{why} dtype {d:?} (smallgrad reads F32 and F64)")));
+            let known = [
+                "BOOL", "U8", "I8", "I16", "U16", "F16", "BF16", "I32", "U32", "I64", "U64",
+                "F8_E4M3", "F8_E5M2",
+            ];
+            let why = if known.contains(&d.as_str()) {
+                "unsupported"
+            } else {
+                "unknown"
+            };
+            return Err(bad(format!(
+                "{why} dtype {d:?} (smallgrad reads F32 and F64)"
+            )));
         }
         _ => return Err(bad("missing or non-string \"dtype\"".into())),
     };
-    let Some(Json::Arr(dims)) = field(obj, "shape") else { return Err(bad("missing or non-array \"shape\"".into())) };
+    let Some(Json::Arr(dims)) = field(obj, "shape") else {
+        return Err(bad("missing or non-array \"shape\"".into()));
+    };
     let shape = dims
         .iter()
         .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
         .collect::<Option<Vec<usize>>>()
-        .ok_or_else(|| bad(format!("shape {dims:?} is not a list of non-negative integers")))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "shape {dims:?} is not a list of non-negative integers"
+            ))
+        })?;
     let offs: Option<Vec<usize>> = match field(obj, "data_offsets") {
-        Some(Json::Arr(o)) if o.len() == 2 => o.iter().map(|x| x.as_u64().and_then(|x| usize::try_from(x).ok())).collect(),
+        Some(Json::Arr(o)) if o.len() == 2 => o
+            .iter()
+            .map(|x| x.as_u64().and_then(|x| usize::try_from(x).ok()))
+            .collect(),
         _ => None,
     };
     let Some([begin, end]) = offs.as_deref().map(|o| [o[0], o[1]]) else {
-        return Err(bad("\"data_offsets\" must be [begin, end] of non-negative integers".into()));
+        return Err(bad(
+            "\"data_offsets\" must be [begin, end] of non-negative integers".into(),
+        ));
     };
     if begin > end {
         return Err(bad(format!("data_offsets [{begin}, {end}] run backwards")));
@@ -282,28 +343,59 @@ fn parse_entry(path: &str, name: &str, v: &Json) -> Result<Entry> {
             )));
         }
     }
-    Ok(Entry { name: name.to_string(), f64, shape, begin, end })
+    Ok(Entry {
+        name: name.to_string(),
+        f64,
+        shape,
+        begin,
+        end,
+    })
 }
+
+/// A validated header: entries (in data order), metadata, and the data buffer.
+type Decoded<'a> = (Vec<Entry>, Vec<(String, String)>, &'a [u8]);
 
 /// Parses and validates the header and returns the entries (in data order), the metadata,
 /// and the data buffer.
-fn decode<'a>(path: &str, bytes: &'a [u8]) -> Result<(Vec<Entry>, Vec<(String, String)>, &'a [u8])> {
+fn decode<'a>(path: &str, bytes: &'a [u8]) -> Result<Decoded<'a>> {
     let len_bytes: [u8; 8] = bytes
         .get(..8)
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| io(path, format!("{} bytes: too short for the 8-byte header length", bytes.len())))?;
+        .ok_or_else(|| {
+            io(
+                path,
+                format!(
+                    "{} bytes: too short for the 8-byte header length",
+                    bytes.len()
+                ),
+            )
+        })?;
     let n = u64::from_le_bytes(len_bytes);
     if n > MAX_HEADER_LEN {
-        return Err(io(path, format!("header length {n} exceeds the limit of {MAX_HEADER_LEN} bytes")));
+        return Err(io(
+            path,
+            format!("header length {n} exceeds the limit of {MAX_HEADER_LEN} bytes"),
+        ));
     }
     let n = n as usize;
     if n > bytes.len() - 8 {
-        return Err(io(path, format!("truncated: header length {n} but only {} bytes follow", bytes.len() - 8)));
+        return Err(io(
+            path,
+            format!(
+                "truncated: header length {n} but only {} bytes follow",
+                bytes.len() - 8
+            ),
+        ));
     }
-    let text = std::str::from_utf8(&bytes[8..8 + n]).map_err(|e| io(path, format!("header is not UTF-8: {e}")))?;
-    let header = json::parse(text).map_err(|e| io(path, format!("header is not valid JSON: {e}")))?;
+    let text = std::str::from_utf8(&bytes[8..8 + n])
+        .map_err(|e| io(path, format!("header is not UTF-8: {e}")))?;
+    let header =
+        json::parse(text).map_err(|e| io(path, format!("header is not valid JSON: {e}")))?;
     let Json::Obj(items) = header else {
-        return Err(io(path, format!("header must be a JSON object, found {}", header.kind())));
+        return Err(io(
+            path,
+            format!("header must be a JSON object, found {}", header.kind()),
+        ));
     };
     let data = &bytes[8 + n..];
     let mut entries = Vec::new();
@@ -313,10 +405,15 @@ fn decode<'a>(path: &str, bytes: &'a [u8]) -> Result<(Vec<Entry>, Vec<(String, S
             return Err(io(path, format!("duplicate key {k:?} in header")));
         }
         if k == METADATA_KEY {
-            let Json::Obj(m) = v else { return Err(io(path, format!("{METADATA_KEY} must be an object"))) };
+            let Json::Obj(m) = v else {
+                return Err(io(path, format!("{METADATA_KEY} must be an object")));
+            };
             for (mk, mv) in m {
                 let Json::Str(s) = mv else {
-                    return Err(io(path, format!("metadata {mk:?} must be a string, found {}", mv.kind())));
+                    return Err(io(
+                        path,
+                        format!("metadata {mk:?} must be a string, found {}", mv.kind()),
+                    ));
                 };
                 if metadata.iter().any(|(k2, _): &(String, String)| k2 == mk) {
                     return Err(io(path, format!("duplicate metadata key {mk:?}")));
@@ -331,19 +428,37 @@ fn decode<'a>(path: &str, bytes: &'a [u8]) -> Result<(Vec<Entry>, Vec<(String, S
     let mut pos = 0;
     for e in &entries {
         if e.begin != pos {
-            let what = if e.begin < pos { "overlaps the previous tensor" } else { "leaves a hole before it" };
-            return Err(io(path, format!("tensor {:?} at data_offsets [{}, {}] {what} (expected begin {pos})", e.name, e.begin, e.end)));
+            let what = if e.begin < pos {
+                "overlaps the previous tensor"
+            } else {
+                "leaves a hole before it"
+            };
+            return Err(io(
+                path,
+                format!(
+                    "tensor {:?} at data_offsets [{}, {}] {what} (expected begin {pos})",
+                    e.name, e.begin, e.end
+                ),
+            ));
         }
         pos = e.end;
     }
     if pos != data.len() {
-        return Err(io(path, format!("tensors cover {pos} data bytes but the file holds {} after the header", data.len())));
+        return Err(io(
+            path,
+            format!(
+                "tensors cover {pos} data bytes but the file holds {} after the header",
+                data.len()
+            ),
+        ));
     }
     Ok((entries, metadata, data))
 }
 
 fn floats<T: Float, const N: usize>(b: &[u8], f: impl Fn([u8; N]) -> f64) -> Vec<T> {
-    b.chunks_exact(N).map(|c| T::from_f64(f(c.try_into().unwrap_or([0; N])))).collect()
+    b.chunks_exact(N)
+        .map(|c| T::from_f64(f(c.try_into().unwrap_or([0; N]))))
+        .collect()
 }
 
 fn tensor_of<T: Float>(e: &Entry, data: &[u8]) -> Tensor<T> {
@@ -391,7 +506,11 @@ pub fn from_bytes_any(bytes: &[u8], name: &str) -> Result<Loaded<AnyTensor>> {
     let out = entries
         .iter()
         .map(|e| {
-            let t = if e.f64 { AnyTensor::F64(tensor_of(e, data)) } else { AnyTensor::F32(tensor_of(e, data)) };
+            let t = if e.f64 {
+                AnyTensor::F64(tensor_of(e, data))
+            } else {
+                AnyTensor::F32(tensor_of(e, data))
+            };
             (e.name.clone(), t)
         })
         .collect();

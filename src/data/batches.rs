@@ -9,7 +9,10 @@ use crate::{Device, Error, Result, Rng, Tensor};
 
 fn check_pad(op: &'static str, pad: usize, h: usize, w: usize) -> Result<()> {
     if pad > h.max(w) {
-        return Err(Error::invalid(op, format!("pad {pad} is larger than the image ({h} x {w})")));
+        return Err(Error::invalid(
+            op,
+            format!("pad {pad} is larger than the image ({h} x {w})"),
+        ));
     }
     Ok(())
 }
@@ -17,7 +20,10 @@ fn check_pad(op: &'static str, pad: usize, h: usize, w: usize) -> Result<()> {
 fn check_image(op: &'static str, len: usize, c: usize, h: usize, w: usize) -> Result<()> {
     let want = c.checked_mul(h).and_then(|v| v.checked_mul(w));
     if want != Some(len) {
-        return Err(Error::shape(op, format!("{len} values do not form an image of [{c}, {h}, {w}]")));
+        return Err(Error::shape(
+            op,
+            format!("{len} values do not form an image of [{c}, {h}, {w}]"),
+        ));
     }
     Ok(())
 }
@@ -35,12 +41,23 @@ fn check_image(op: &'static str, len: usize, c: usize, h: usize, w: usize) -> Re
 /// assert_eq!(out, vec![0.0, 0.0, 0.0, 1.0]);
 /// # Ok::<(), smallgrad::Error>(())
 /// ```
-pub fn pad_crop(img: &[f32], c: usize, h: usize, w: usize, pad: usize, top: usize, left: usize) -> Result<Vec<f32>> {
+pub fn pad_crop(
+    img: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    pad: usize,
+    top: usize,
+    left: usize,
+) -> Result<Vec<f32>> {
     check_image("pad_crop", img.len(), c, h, w)?;
     check_pad("pad_crop", pad, h, w)?;
     let span = 2 * pad;
     if top > span || left > span {
-        return Err(Error::invalid("pad_crop", format!("window at ({top}, {left}) outside 0..={span} for pad {pad}")));
+        return Err(Error::invalid(
+            "pad_crop",
+            format!("window at ({top}, {left}) outside 0..={span} for pad {pad}"),
+        ));
     }
     let mut out = vec![0.0; img.len()];
     crop_into(img, &mut out, c, h, w, pad, top, left, false);
@@ -65,7 +82,14 @@ pub fn hflip(img: &[f32], c: usize, h: usize, w: usize) -> Result<Vec<f32>> {
 /// in this order, `top = rng.below(2 * pad + 1)`, `left = rng.below(2 * pad + 1)`, and
 /// `flip = rng.uniform() < 0.5`; the result is `pad_crop(img, .., top, left)`, then `hflip`
 /// if `flip`. `Err` if `pad` exceeds the image's larger side.
-pub fn random_crop_flip(img: &[f32], c: usize, h: usize, w: usize, pad: usize, rng: &mut Rng) -> Result<Vec<f32>> {
+pub fn random_crop_flip(
+    img: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    pad: usize,
+    rng: &mut Rng,
+) -> Result<Vec<f32>> {
     check_image("random_crop_flip", img.len(), c, h, w)?;
     check_pad("random_crop_flip", pad, h, w)?;
     let span = 2 * pad + 1;
@@ -79,7 +103,17 @@ pub fn random_crop_flip(img: &[f32], c: usize, h: usize, w: usize, pad: usize, r
 /// The shared kernel: crop at (top, left) of the `pad`-padded image, optionally mirrored.
 /// Sizes are already validated; `out` has the image's length.
 #[allow(clippy::too_many_arguments)]
-fn crop_into(img: &[f32], out: &mut [f32], c: usize, h: usize, w: usize, pad: usize, top: usize, left: usize, flip: bool) {
+fn crop_into(
+    img: &[f32],
+    out: &mut [f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    pad: usize,
+    top: usize,
+    left: usize,
+    flip: bool,
+) {
     for ch in 0..c {
         for y in 0..h {
             let row = &mut out[(ch * h + y) * w..(ch * h + y + 1) * w];
@@ -123,11 +157,18 @@ impl Normalization {
         if mean.is_empty() || mean.len() != std.len() {
             return Err(Error::invalid(
                 "Normalization::new",
-                format!("{} means and {} stds (need the same non-zero count)", mean.len(), std.len()),
+                format!(
+                    "{} means and {} stds (need the same non-zero count)",
+                    mean.len(),
+                    std.len()
+                ),
             ));
         }
         if mean.iter().any(|m| !m.is_finite()) || std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(Error::invalid("Normalization::new", format!("mean {mean:?} std {std:?}: need finite, std > 0")));
+            return Err(Error::invalid(
+                "Normalization::new",
+                format!("mean {mean:?} std {std:?}: need finite, std > 0"),
+            ));
         }
         Ok(Normalization { mean, std })
     }
@@ -145,7 +186,10 @@ impl Normalization {
     /// ```
     pub fn from_dataset(ds: &Dataset) -> Result<Normalization> {
         if ds.is_empty() {
-            return Err(Error::invalid("Normalization::from_dataset", "empty dataset"));
+            return Err(Error::invalid(
+                "Normalization::from_dataset",
+                "empty dataset",
+            ));
         }
         let (c, hw) = (ds.channels(), ds.height() * ds.width());
         let mut sum = vec![0u64; c];
@@ -222,20 +266,39 @@ pub struct Batches<'a> {
 impl<'a> Batches<'a> {
     /// An epoch of batches of `batch_size` over `ds`, shuffled by `seed`. `Err` if
     /// `batch_size` is 0.
-    pub fn new(ds: &'a Dataset, batch_size: usize, seed: u64, drop_last: bool) -> Result<Batches<'a>> {
+    pub fn new(
+        ds: &'a Dataset,
+        batch_size: usize,
+        seed: u64,
+        drop_last: bool,
+    ) -> Result<Batches<'a>> {
         if batch_size == 0 {
             return Err(Error::invalid("Batches::new", "batch_size must be >= 1"));
         }
         let mut rng = Rng::new(seed);
         let mut order: Vec<usize> = (0..ds.len()).collect();
         rng.shuffle(&mut order);
-        Ok(Batches { ds, order, pos: 0, batch_size, drop_last, augment: None, norm: None, rng })
+        Ok(Batches {
+            ds,
+            order,
+            pos: 0,
+            batch_size,
+            drop_last,
+            augment: None,
+            norm: None,
+            rng,
+        })
     }
 
     /// Enables random crop / flip augmentation; `Err` if `augment.pad` exceeds the image's
     /// larger side.
     pub fn with_augment(mut self, augment: Augment) -> Result<Batches<'a>> {
-        check_pad("Batches::with_augment", augment.pad, self.ds.height(), self.ds.width())?;
+        check_pad(
+            "Batches::with_augment",
+            augment.pad,
+            self.ds.height(),
+            self.ds.width(),
+        )?;
         self.augment = Some(augment);
         Ok(self)
     }
@@ -245,7 +308,11 @@ impl<'a> Batches<'a> {
         if norm.mean.len() != self.ds.channels() {
             return Err(Error::shape(
                 "Batches::with_normalization",
-                format!("{} channels of statistics for images with {}", norm.mean.len(), self.ds.channels()),
+                format!(
+                    "{} channels of statistics for images with {}",
+                    norm.mean.len(),
+                    self.ds.channels()
+                ),
             ));
         }
         self.norm = Some(norm);
@@ -255,7 +322,11 @@ impl<'a> Batches<'a> {
     /// The number of batches this epoch yields in total.
     pub fn num_batches(&self) -> usize {
         let n = self.order.len();
-        if self.drop_last { n / self.batch_size } else { n.div_ceil(self.batch_size) }
+        if self.drop_last {
+            n / self.batch_size
+        } else {
+            n.div_ceil(self.batch_size)
+        }
     }
 }
 
@@ -303,12 +374,19 @@ impl Iterator for Batches<'_> {
         if let Some(n) = &self.norm {
             n.apply_slice(&mut data, h * w);
         }
-        Some((Tensor::from_parts(data, vec![b, c, h, w], Device::Cpu), labels))
+        Some((
+            Tensor::from_parts(data, vec![b, c, h, w], Device::Cpu),
+            labels,
+        ))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         let left = self.order.len() - self.pos;
-        let n = if self.drop_last { left / self.batch_size } else { left.div_ceil(self.batch_size) };
+        let n = if self.drop_last {
+            left / self.batch_size
+        } else {
+            left.div_ceil(self.batch_size)
+        };
         (n, Some(n))
     }
 }

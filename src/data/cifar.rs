@@ -20,10 +20,16 @@ const PIXELS: usize = 3 * 32 * 32;
 
 /// Reads records of `label_bytes` label bytes + 3072 pixels until EOF. `limits[j]` bounds label
 /// byte `j`; the last label byte is the class.
-fn read_records(mut r: impl Read, name: &str, label_bytes: usize, limits: &[usize]) -> Result<Dataset> {
+fn read_records(
+    mut r: impl Read,
+    name: &str,
+    label_bytes: usize,
+    limits: &[usize],
+) -> Result<Dataset> {
     let rec = label_bytes + PIXELS;
     let mut bytes = Vec::new();
-    r.read_to_end(&mut bytes).map_err(|e| io_err(name, format!("reading: {e}")))?;
+    r.read_to_end(&mut bytes)
+        .map_err(|e| io_err(name, format!("reading: {e}")))?;
     if bytes.is_empty() {
         return Err(io_err(name, "empty file: no records"));
     }
@@ -44,7 +50,11 @@ fn read_records(mut r: impl Read, name: &str, label_bytes: usize, limits: &[usiz
     for (i, record) in bytes.chunks_exact(rec).enumerate() {
         for (j, (&b, &lim)) in record[..label_bytes].iter().zip(limits).enumerate() {
             if b as usize >= lim {
-                let which = if label_bytes == 2 && j == 0 { "coarse label" } else { "label" };
+                let which = if label_bytes == 2 && j == 0 {
+                    "coarse label"
+                } else {
+                    "label"
+                };
                 return Err(io_err(name, format!("record {i}: {which} {b} is >= {lim}")));
             }
         }
@@ -67,7 +77,10 @@ pub fn read_cifar100(r: impl Read, name: &str) -> Result<Dataset> {
     read_records(r, name, 2, &[20, 100])
 }
 
-fn load_many(paths: &[impl AsRef<Path>], read: fn(std::io::BufReader<std::fs::File>, &str) -> Result<Dataset>) -> Result<Dataset> {
+fn load_many(
+    paths: &[impl AsRef<Path>],
+    read: fn(std::io::BufReader<std::fs::File>, &str) -> Result<Dataset>,
+) -> Result<Dataset> {
     if paths.is_empty() {
         return Err(io_err("<none>", "no files given"));
     }

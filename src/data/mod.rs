@@ -40,7 +40,10 @@ use crate::{Error, Result, Rng};
 
 /// Builds an [`Error::Io`] for `path`.
 pub(crate) fn io_err(path: &str, msg: impl Into<String>) -> Error {
-    Error::Io { path: path.to_string(), msg: msg.into() }
+    Error::Io {
+        path: path.to_string(),
+        msg: msg.into(),
+    }
 }
 
 /// A labelled image dataset held in memory.
@@ -81,7 +84,10 @@ impl Dataset {
             .checked_mul(height)
             .and_then(|v| v.checked_mul(width))
             .ok_or_else(|| Error::invalid(op, "image size overflows usize"))?;
-        let expected = labels.len().checked_mul(per).ok_or_else(|| Error::invalid(op, "dataset size overflows usize"))?;
+        let expected = labels
+            .len()
+            .checked_mul(per)
+            .ok_or_else(|| Error::invalid(op, "dataset size overflows usize"))?;
         if images.len() != expected {
             return Err(Error::shape(
                 op,
@@ -93,9 +99,19 @@ impl Dataset {
             ));
         }
         if let Some((i, &l)) = labels.iter().enumerate().find(|&(_, &l)| l >= num_classes) {
-            return Err(Error::invalid(op, format!("label {l} at index {i} is >= num_classes {num_classes}")));
+            return Err(Error::invalid(
+                op,
+                format!("label {l} at index {i} is >= num_classes {num_classes}"),
+            ));
         }
-        Ok(Dataset { images, labels, channels, height, width, num_classes })
+        Ok(Dataset {
+            images,
+            labels,
+            channels,
+            height,
+            width,
+            num_classes,
+        })
     }
 
     /// The number of images.
@@ -146,7 +162,8 @@ impl Dataset {
     /// Image `i` as `[channels, height, width]` bytes, or `None` if `i >= len()`.
     pub fn image(&self, i: usize) -> Option<&[u8]> {
         let s = self.image_len();
-        self.images.get(i.checked_mul(s)?..i.checked_add(1)?.checked_mul(s)?)
+        self.images
+            .get(i.checked_mul(s)?..i.checked_add(1)?.checked_mul(s)?)
     }
 
     /// How many images each class has (`num_classes` counts).
@@ -165,22 +182,35 @@ impl Dataset {
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
             let img = self.image(i).ok_or_else(|| {
-                Error::invalid("Dataset::subset", format!("index {i} out of range for {} images", self.len()))
+                Error::invalid(
+                    "Dataset::subset",
+                    format!("index {i} out of range for {} images", self.len()),
+                )
             })?;
             images.extend_from_slice(img);
             labels.push(self.labels[i]);
         }
-        Ok(Dataset { images, labels, ..self.empty_like() })
+        Ok(Dataset {
+            images,
+            labels,
+            ..self.empty_like()
+        })
     }
 
     fn empty_like(&self) -> Dataset {
-        Dataset { images: Vec::new(), labels: Vec::new(), ..*self }
+        Dataset {
+            images: Vec::new(),
+            labels: Vec::new(),
+            ..*self
+        }
     }
 
     /// Concatenates datasets with the same image size and class count (e.g. the five CIFAR-10
     /// training files). `Err` if `parts` is empty or the parts disagree.
     pub fn concat(parts: &[Dataset]) -> Result<Dataset> {
-        let first = parts.first().ok_or_else(|| Error::invalid("Dataset::concat", "no datasets given"))?;
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::invalid("Dataset::concat", "no datasets given"))?;
         let mut out = first.empty_like();
         for (k, p) in parts.iter().enumerate() {
             let a = (p.channels, p.height, p.width, p.num_classes);
@@ -188,7 +218,9 @@ impl Dataset {
             if a != b {
                 return Err(Error::shape(
                     "Dataset::concat",
-                    format!("part {k} has (channels, height, width, classes) {a:?}, part 0 has {b:?}"),
+                    format!(
+                        "part {k} has (channels, height, width, classes) {a:?}, part 0 has {b:?}"
+                    ),
                 ));
             }
             out.images.extend_from_slice(&p.images);
@@ -202,7 +234,8 @@ impl Dataset {
     /// each is sorted ascending. `Err` if a class has fewer than `counts.iter().sum()` images.
     pub fn per_class_groups(&self, counts: &[usize], seed: u64) -> Result<Vec<Vec<usize>>> {
         let need = counts.iter().try_fold(0usize, |a, &c| a.checked_add(c));
-        let need = need.ok_or_else(|| Error::invalid("per_class_groups", "requested counts overflow usize"))?;
+        let need = need
+            .ok_or_else(|| Error::invalid("per_class_groups", "requested counts overflow usize"))?;
         let mut by_class = vec![Vec::new(); self.num_classes];
         for (i, &l) in self.labels.iter().enumerate() {
             by_class[l].push(i);
@@ -213,7 +246,10 @@ impl Dataset {
             if idx.len() < need {
                 return Err(Error::invalid(
                     "per_class_groups",
-                    format!("class {c} has {} images, {need} requested ({counts:?} per class)", idx.len()),
+                    format!(
+                        "class {c} has {} images, {need} requested ({counts:?} per class)",
+                        idx.len()
+                    ),
                 ));
             }
             rng.shuffle(idx);
@@ -239,7 +275,12 @@ impl Dataset {
     /// Splits a training pool into disjoint training and validation sets with `train_k` and
     /// `val_k` images of every class, chosen by `seed`. `Err` if some class has fewer than
     /// `train_k + val_k` images.
-    pub fn split_per_class(&self, train_k: usize, val_k: usize, seed: u64) -> Result<(Dataset, Dataset)> {
+    pub fn split_per_class(
+        &self,
+        train_k: usize,
+        val_k: usize,
+        seed: u64,
+    ) -> Result<(Dataset, Dataset)> {
         let g = self.per_class_groups(&[train_k, val_k], seed)?;
         Ok((self.subset(&g[0])?, self.subset(&g[1])?))
     }
@@ -260,13 +301,14 @@ impl Dataset {
         width: usize,
         seed: u64,
     ) -> Result<Dataset> {
-        let n = per_class
-            .checked_mul(num_classes)
-            .ok_or_else(|| Error::invalid("Dataset::synthetic", "per_class * num_classes overflows"))?;
+        let n = per_class.checked_mul(num_classes).ok_or_else(|| {
+            Error::invalid("Dataset::synthetic", "per_class * num_classes overflows")
+        })?;
         // Validate the sizes before generating anything.
         let check = Dataset::new(Vec::new(), Vec::new(), channels, height, width, num_classes)?;
         let s = check.image_len();
-        n.checked_mul(s).ok_or_else(|| Error::invalid("Dataset::synthetic", "dataset size overflows"))?;
+        n.checked_mul(s)
+            .ok_or_else(|| Error::invalid("Dataset::synthetic", "dataset size overflows"))?;
         let mut rng = Rng::new(seed);
         let tau = std::f64::consts::TAU;
         let mut protos = Vec::with_capacity(num_classes * s);
@@ -275,7 +317,12 @@ impl Dataset {
                 .map(|_| {
                     let f = 0.5 + 2.5 * rng.uniform();
                     let ang = tau * rng.uniform();
-                    [f * ang.cos() / width as f64, f * ang.sin() / height as f64, tau * rng.uniform(), 0.0]
+                    [
+                        f * ang.cos() / width as f64,
+                        f * ang.sin() / height as f64,
+                        tau * rng.uniform(),
+                        0.0,
+                    ]
                 })
                 .collect();
             for c in 0..channels {
@@ -302,7 +349,9 @@ impl Dataset {
                     for x in 0..width {
                         let sy = (y + height + dy - 1) % height;
                         let sx = (x + width + dx - 1) % width;
-                        let v = 0.5 + contrast * (p[(ch * height + sy) * width + sx] - 0.5) + 0.1 * rng.normal();
+                        let v = 0.5
+                            + contrast * (p[(ch * height + sy) * width + sx] - 0.5)
+                            + 0.1 * rng.normal();
                         images.push((v.clamp(0.0, 1.0) * 255.0).round() as u8);
                     }
                 }
