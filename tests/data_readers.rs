@@ -206,6 +206,32 @@ fn idx_malformed_cases_name_the_problem() {
     assert!(read_idx_images(&good_im[..], "x").is_ok());
 }
 
+/// A reader that hands out a few bytes and then fails.
+struct Failing(Vec<u8>);
+
+impl std::io::Read for Failing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(std::io::Error::other("disk on fire"));
+        }
+        let n = buf.len().min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0.drain(..n);
+        Ok(n)
+    }
+}
+
+#[test]
+fn read_errors_become_io_errors() {
+    let im = idx_images(2, 2, 2, &[1; 4]);
+    let (p, m) = io_msg(read_idx_images(Failing(im), "im"));
+    assert!(p == "im" && m.contains("disk on fire"), "{m}");
+    let (_, m) = io_msg(read_idx_labels(Failing(vec![0, 0]), "lb"));
+    assert!(m.contains("disk on fire"), "{m}");
+    let (_, m) = io_msg(read_cifar10(Failing(vec![1; 10]), "c"));
+    assert!(m.contains("disk on fire"), "{m}");
+}
+
 // ------------------------------------------------------------------ CIFAR
 
 #[test]
@@ -554,6 +580,21 @@ fn normalization_statistics_per_channel() {
     let raw = Batches::new(&ds, 2, 0, false).unwrap().next().unwrap().0;
     assert_eq!(n.apply(&raw).unwrap().to_vec().unwrap(), v);
     assert!(Normalization::new(vec![0.0], vec![0.0]).is_err());
+    let lopsided = Normalization {
+        mean: vec![0.0, 0.0],
+        std: vec![1.0],
+    };
+    assert!(lopsided.apply(&raw).is_err());
+    let lopsided = Normalization {
+        mean: vec![0.0, 0.0],
+        std: vec![1.0],
+    };
+    assert!(
+        Batches::new(&ds, 2, 0, false)
+            .unwrap()
+            .with_normalization(lopsided)
+            .is_err()
+    );
     assert!(Normalization::from_dataset(&ds.subset(&[]).unwrap()).is_err());
 }
 

@@ -154,9 +154,18 @@ impl Normalization {
     /// From given statistics, e.g. the usual CIFAR-10 values. `Err` if the lengths differ, are
     /// zero, or a std is not positive and finite or a mean is not finite.
     pub fn new(mean: Vec<f32>, std: Vec<f32>) -> Result<Normalization> {
+        let n = Normalization { mean, std };
+        n.validate("Normalization::new")?;
+        Ok(n)
+    }
+
+    /// The checks of [`Normalization::new`] (the fields are public, so users of a value
+    /// built by hand are checked again).
+    fn validate(&self, op: &'static str) -> Result<()> {
+        let (mean, std) = (&self.mean, &self.std);
         if mean.is_empty() || mean.len() != std.len() {
             return Err(Error::invalid(
-                "Normalization::new",
+                op,
                 format!(
                     "{} means and {} stds (need the same non-zero count)",
                     mean.len(),
@@ -166,11 +175,11 @@ impl Normalization {
         }
         if mean.iter().any(|m| !m.is_finite()) || std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return Err(Error::invalid(
-                "Normalization::new",
+                op,
                 format!("mean {mean:?} std {std:?}: need finite, std > 0"),
             ));
         }
-        Ok(Normalization { mean, std })
+        Ok(())
     }
 
     /// The per-channel mean and (population) standard deviation of all pixels of `ds` scaled
@@ -226,7 +235,9 @@ impl Normalization {
     }
 
     /// Normalises a `[B, C, H, W]` batch whose `C` equals the number of channels here.
+    /// `Err` for another shape, or statistics that [`Normalization::new`] would reject.
     pub fn apply(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+        self.validate("Normalization::apply")?;
         let s = x.shape();
         if s.len() != 4 || s[1] != self.mean.len() {
             return Err(Error::shape(
@@ -303,8 +314,10 @@ impl<'a> Batches<'a> {
         Ok(self)
     }
 
-    /// Enables normalisation; `Err` if its channel count differs from the dataset's.
+    /// Enables normalisation; `Err` if its channel count differs from the dataset's or the
+    /// statistics are invalid (see [`Normalization::new`]).
     pub fn with_normalization(mut self, norm: Normalization) -> Result<Batches<'a>> {
+        norm.validate("Batches::with_normalization")?;
         if norm.mean.len() != self.ds.channels() {
             return Err(Error::shape(
                 "Batches::with_normalization",
