@@ -22,6 +22,7 @@
 
 pub mod autograd;
 mod backend;
+pub mod data;
 mod device;
 mod dtype;
 mod error;
@@ -30,6 +31,7 @@ pub mod loss;
 mod ops;
 pub mod optim;
 mod rng;
+pub mod serialize;
 pub mod shape;
 mod tensor;
 
