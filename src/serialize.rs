@@ -95,9 +95,7 @@ struct Raw {
 fn raw_of<T: Float>(t: &Tensor<T>) -> Result<Raw> {
     let v = t.to_vec()?;
     let bytes = if T::DTYPE == "f32" {
-        v.iter()
-            .flat_map(|x| (x.to_f64() as f32).to_le_bytes())
-            .collect()
+        v.iter().flat_map(|x| (x.to_f64() as f32).to_le_bytes()).collect()
     } else {
         v.iter().flat_map(|x| x.to_f64().to_le_bytes()).collect()
     };
@@ -130,10 +128,7 @@ fn encode(name: &str, tensors: Vec<(&str, Raw)>, metadata: &[(String, String)]) 
     let mut offset = 0usize;
     for (i, (n, raw)) in tensors.iter().enumerate() {
         if *n == METADATA_KEY {
-            return Err(io(
-                name,
-                format!("a tensor may not be called {METADATA_KEY:?}"),
-            ));
+            return Err(io(name, format!("a tensor may not be called {METADATA_KEY:?}")));
         }
         if tensors[..i].iter().any(|(n2, _)| n2 == n) {
             return Err(io(name, format!("duplicate tensor name {n:?}")));
@@ -167,10 +162,7 @@ fn encode(name: &str, tensors: Vec<(&str, Raw)>, metadata: &[(String, String)]) 
 /// Encodes named tensors (in the given order) and metadata as safetensors bytes.
 /// `Err` on a duplicate tensor name or metadata key, a tensor named `__metadata__`, or a
 /// tensor not on the CPU.
-pub fn to_bytes<T: Float>(
-    tensors: &[(String, Tensor<T>)],
-    metadata: &[(String, String)],
-) -> Result<Vec<u8>> {
+pub fn to_bytes<T: Float>(tensors: &[(String, Tensor<T>)], metadata: &[(String, String)]) -> Result<Vec<u8>> {
     let raws = tensors
         .iter()
         .map(|(n, t)| Ok((n.as_str(), raw_of(t)?)))
@@ -179,10 +171,7 @@ pub fn to_bytes<T: Float>(
 }
 
 /// Like [`to_bytes`] for tensors of mixed dtypes.
-pub fn to_bytes_any(
-    tensors: &[(String, AnyTensor)],
-    metadata: &[(String, String)],
-) -> Result<Vec<u8>> {
+pub fn to_bytes_any(tensors: &[(String, AnyTensor)], metadata: &[(String, String)]) -> Result<Vec<u8>> {
     let raws = tensors
         .iter()
         .map(|(n, t)| {
@@ -200,9 +189,7 @@ pub fn to_bytes_any(
 /// then (on Unix) fsync of the directory. The temporary file is removed on failure.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let shown = path.display().to_string();
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io(&shown, "not a file path"))?;
+    let file_name = path.file_name().ok_or_else(|| io(&shown, "not a file path"))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -251,11 +238,7 @@ pub fn save<T: Float>(
 }
 
 /// Saves tensors of mixed dtypes; see [`save`].
-pub fn save_any(
-    path: impl AsRef<Path>,
-    tensors: &[(String, AnyTensor)],
-    metadata: &[(String, String)],
-) -> Result<()> {
+pub fn save_any(path: impl AsRef<Path>, tensors: &[(String, AnyTensor)], metadata: &[(String, String)]) -> Result<()> {
     let bytes = to_bytes_any(tensors, metadata)?;
     write_atomic(path.as_ref(), &bytes)
 }
@@ -289,17 +272,14 @@ fn parse_entry(path: &str, name: &str, v: &Json) -> Result<Entry> {
         Some(Json::Str(d)) if d == "F64" => true,
         Some(Json::Str(d)) => {
             let known = [
-                "BOOL", "U8", "I8", "I16", "U16", "F16", "BF16", "I32", "U32", "I64", "U64",
-                "F8_E4M3", "F8_E5M2",
+                "BOOL", "U8", "I8", "I16", "U16", "F16", "BF16", "I32", "U32", "I64", "U64", "F8_E4M3", "F8_E5M2",
             ];
             let why = if known.contains(&d.as_str()) {
                 "unsupported"
             } else {
                 "unknown"
             };
-            return Err(bad(format!(
-                "{why} dtype {d:?} (smallgrad reads F32 and F64)"
-            )));
+            return Err(bad(format!("{why} dtype {d:?} (smallgrad reads F32 and F64)")));
         }
         _ => return Err(bad("missing or non-string \"dtype\"".into())),
     };
@@ -310,11 +290,7 @@ fn parse_entry(path: &str, name: &str, v: &Json) -> Result<Entry> {
         .iter()
         .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
         .collect::<Option<Vec<usize>>>()
-        .ok_or_else(|| {
-            bad(format!(
-                "shape {dims:?} is not a list of non-negative integers"
-            ))
-        })?;
+        .ok_or_else(|| bad(format!("shape {dims:?} is not a list of non-negative integers")))?;
     let offs: Option<Vec<usize>> = match field(obj, "data_offsets") {
         Some(Json::Arr(o)) if o.len() == 2 => o
             .iter()
@@ -324,7 +300,7 @@ fn parse_entry(path: &str, name: &str, v: &Json) -> Result<Entry> {
     };
     let Some([begin, end]) = offs.as_deref().map(|o| [o[0], o[1]]) else {
         return Err(bad(
-            "\"data_offsets\" must be [begin, end] of non-negative integers".into(),
+            "\"data_offsets\" must be [begin, end] of non-negative integers".into()
         ));
     };
     if begin > end {
@@ -358,18 +334,12 @@ type Decoded<'a> = (Vec<Entry>, Vec<(String, String)>, &'a [u8]);
 /// Parses and validates the header and returns the entries (in data order), the metadata,
 /// and the data buffer.
 fn decode<'a>(path: &str, bytes: &'a [u8]) -> Result<Decoded<'a>> {
-    let len_bytes: [u8; 8] = bytes
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| {
-            io(
-                path,
-                format!(
-                    "{} bytes: too short for the 8-byte header length",
-                    bytes.len()
-                ),
-            )
-        })?;
+    let len_bytes: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| {
+        io(
+            path,
+            format!("{} bytes: too short for the 8-byte header length", bytes.len()),
+        )
+    })?;
     let n = u64::from_le_bytes(len_bytes);
     if n > MAX_HEADER_LEN {
         return Err(io(
@@ -381,16 +351,11 @@ fn decode<'a>(path: &str, bytes: &'a [u8]) -> Result<Decoded<'a>> {
     if n > bytes.len() - 8 {
         return Err(io(
             path,
-            format!(
-                "truncated: header length {n} but only {} bytes follow",
-                bytes.len() - 8
-            ),
+            format!("truncated: header length {n} but only {} bytes follow", bytes.len() - 8),
         ));
     }
-    let text = std::str::from_utf8(&bytes[8..8 + n])
-        .map_err(|e| io(path, format!("header is not UTF-8: {e}")))?;
-    let header =
-        json::parse(text).map_err(|e| io(path, format!("header is not valid JSON: {e}")))?;
+    let text = std::str::from_utf8(&bytes[8..8 + n]).map_err(|e| io(path, format!("header is not UTF-8: {e}")))?;
+    let header = json::parse(text).map_err(|e| io(path, format!("header is not valid JSON: {e}")))?;
     let Json::Obj(items) = header else {
         return Err(io(
             path,

@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use smallgrad::data::{
-    Augment, Batches, Dataset, Normalization, hflip, load_idx, pad_crop, random_crop_flip,
-    read_cifar10, read_cifar100, read_idx, read_idx_images, read_idx_labels,
+    Augment, Batches, Dataset, Normalization, hflip, load_idx, pad_crop, random_crop_flip, read_cifar10, read_cifar100,
+    read_idx, read_idx_images, read_idx_labels,
 };
 use smallgrad::{Error, Rng};
 
@@ -60,13 +60,7 @@ fn idx_reads_images_and_labels() {
     )
     .unwrap();
     assert_eq!(
-        (
-            ds.len(),
-            ds.channels(),
-            ds.height(),
-            ds.width(),
-            ds.num_classes()
-        ),
+        (ds.len(), ds.channels(), ds.height(), ds.width(), ds.num_classes()),
         (3, 1, 2, 4, 10)
     );
     assert_eq!(ds.images(), &pixels[..]);
@@ -91,10 +85,7 @@ fn idx_load_from_files() {
         "{msg}"
     );
     let (path, msg) = io_msg(load_idx(dir.join("missing"), &lp, 2));
-    assert!(
-        path.ends_with("missing") && msg.contains("cannot open"),
-        "{msg}"
-    );
+    assert!(path.ends_with("missing") && msg.contains("cannot open"), "{msg}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -158,13 +149,7 @@ fn idx_malformed_cases_name_the_problem() {
             "im",
             "overflow",
         ),
-        (
-            "zero rows",
-            idx_images(2, 0, 2, &[]),
-            good_lb.clone(),
-            "im",
-            "0 x 2",
-        ),
+        ("zero rows", idx_images(2, 0, 2, &[]), good_lb.clone(), "im", "0 x 2"),
         (
             "trailing bytes",
             idx_images(2, 2, 2, &[1; 9]),
@@ -197,10 +182,7 @@ fn idx_malformed_cases_name_the_problem() {
     for (case, im, lb, who, needle) in cases {
         let (path, msg) = io_msg(read_idx(&im[..], "im", &lb[..], "lb", 10));
         assert_eq!(path, who, "{case}: {msg}");
-        assert!(
-            msg.contains(needle),
-            "{case}: message {msg:?} lacks {needle:?}"
-        );
+        assert!(msg.contains(needle), "{case}: message {msg:?} lacks {needle:?}");
     }
     assert!(read_idx_labels(&good_im[..], "x").is_err());
     assert!(read_idx_images(&good_im[..], "x").is_ok());
@@ -240,13 +222,7 @@ fn cifar10_and_100_read_records() {
     b.extend(cifar_record(&[9], 1));
     let ds = read_cifar10(&b[..], "c10").unwrap();
     assert_eq!(
-        (
-            ds.len(),
-            ds.channels(),
-            ds.height(),
-            ds.width(),
-            ds.num_classes()
-        ),
+        (ds.len(), ds.channels(), ds.height(), ds.width(), ds.num_classes()),
         (2, 3, 32, 32, 10)
     );
     assert_eq!(ds.labels(), &[3, 9]);
@@ -264,10 +240,7 @@ fn cifar_malformed_cases() {
     let (p, m) = io_msg(read_cifar10(&[][..], "f"));
     assert!(p == "f" && m.contains("empty"), "{m}");
     let (_, m) = io_msg(read_cifar10(&rec[..100], "f"));
-    assert!(
-        m.contains("truncated") && m.contains("100 bytes left over"),
-        "{m}"
-    );
+    assert!(m.contains("truncated") && m.contains("100 bytes left over"), "{m}");
     let mut two = rec.clone();
     two.extend_from_slice(&rec[..3000]);
     assert!(io_msg(read_cifar10(&two[..], "f")).1.contains("1 complete"));
@@ -318,10 +291,7 @@ fn split_is_disjoint_and_balanced() {
     let t: Vec<u8> = tr.images().chunks(2).map(|c| c[0]).collect();
     let v: Vec<u8> = va.images().chunks(2).map(|c| c[0]).collect();
     assert!(t.iter().all(|x| !v.contains(x)));
-    assert_eq!(
-        (tr.clone(), va.clone()),
-        ds.split_per_class(6, 3, 5).unwrap()
-    );
+    assert_eq!((tr.clone(), va.clone()), ds.split_per_class(6, 3, 5).unwrap());
     assert!(ds.split_per_class(8, 3, 5).is_err());
 }
 
@@ -340,10 +310,7 @@ fn dataset_new_and_concat_validate() {
 #[test]
 fn synthetic_is_seeded_and_balanced() {
     let a = Dataset::synthetic(5, 4, 3, 6, 7, 1).unwrap();
-    assert_eq!(
-        (a.len(), a.channels(), a.height(), a.width()),
-        (20, 3, 6, 7)
-    );
+    assert_eq!((a.len(), a.channels(), a.height(), a.width()), (20, 3, 6, 7));
     assert_eq!(a.class_counts(), vec![5; 4]);
     assert_eq!(a, Dataset::synthetic(5, 4, 3, 6, 7, 1).unwrap());
     assert_ne!(a, Dataset::synthetic(5, 4, 3, 6, 7, 2).unwrap());
@@ -438,9 +405,7 @@ fn reference_crop(
     let mut out = Vec::new();
     for ch in 0..c {
         for y in 0..h {
-            let row: Vec<f32> = (0..w)
-                .map(|x| padded[(ch * ph + y + top) * pw + x + left])
-                .collect();
+            let row: Vec<f32> = (0..w).map(|x| padded[(ch * ph + y + top) * pw + x + left]).collect();
             out.extend(if flip {
                 row.into_iter().rev().collect::<Vec<_>>()
             } else {
@@ -468,10 +433,7 @@ fn crop_and_flip_match_hand_built_expectations() {
         pad_crop(&img, 1, 3, 3, 1, 1, 2).unwrap(),
         vec![2., 3., 0., 5., 6., 0., 8., 9., 0.]
     );
-    assert_eq!(
-        hflip(&img, 1, 3, 3).unwrap(),
-        vec![3., 2., 1., 6., 5., 4., 9., 8., 7.]
-    );
+    assert_eq!(hflip(&img, 1, 3, 3).unwrap(), vec![3., 2., 1., 6., 5., 4., 9., 8., 7.]);
     assert!(pad_crop(&img, 1, 3, 3, 1, 3, 0).is_err());
     assert!(pad_crop(&img, 1, 3, 3, 4, 0, 0).is_err());
     assert!(hflip(&img, 1, 2, 3).is_err());
@@ -495,15 +457,7 @@ fn crop_and_flip_match_hand_built_expectations() {
 
 #[test]
 fn batches_augment_and_normalize() {
-    let ds = Dataset::new(
-        (0..2 * 9).map(|v| v as u8 * 10).collect(),
-        vec![0, 1],
-        1,
-        3,
-        3,
-        2,
-    )
-    .unwrap();
+    let ds = Dataset::new((0..2 * 9).map(|v| v as u8 * 10).collect(), vec![0, 1], 1, 3, 3, 2).unwrap();
     let aug = Augment { pad: 1, flip: true };
     let norm = Normalization {
         mean: vec![0.5],
@@ -521,12 +475,7 @@ fn batches_augment_and_normalize() {
     rng.shuffle(&mut order);
     let mut want = Vec::new();
     for &i in &order {
-        let img: Vec<f32> = ds
-            .image(i)
-            .unwrap()
-            .iter()
-            .map(|&b| b as f32 / 255.0)
-            .collect();
+        let img: Vec<f32> = ds.image(i).unwrap().iter().map(|&b| b as f32 / 255.0).collect();
         let (top, left) = (rng.below(3), rng.below(3));
         let flip = rng.uniform() < 0.5;
         want.extend(
@@ -543,19 +492,11 @@ fn batches_augment_and_normalize() {
         mean: vec![0.5, 0.5],
         std: vec![1.0, 1.0],
     };
+    assert!(Batches::new(&ds, 2, 4, false).unwrap().with_normalization(bad).is_err());
     assert!(
         Batches::new(&ds, 2, 4, false)
             .unwrap()
-            .with_normalization(bad)
-            .is_err()
-    );
-    assert!(
-        Batches::new(&ds, 2, 4, false)
-            .unwrap()
-            .with_augment(Augment {
-                pad: 9,
-                flip: false
-            })
+            .with_augment(Augment { pad: 9, flip: false })
             .is_err()
     );
 }

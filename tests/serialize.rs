@@ -3,8 +3,7 @@
 
 use proptest::prelude::*;
 use smallgrad::serialize::{
-    self, AnyTensor, from_bytes, from_bytes_any, load, load_any, save, save_any, to_bytes,
-    to_bytes_any,
+    self, AnyTensor, from_bytes, from_bytes_any, load, load_any, save, save_any, to_bytes, to_bytes_any,
 };
 use smallgrad::{Device, Error, Tensor};
 use std::path::PathBuf;
@@ -18,9 +17,7 @@ fn t64(v: Vec<f64>, shape: &[usize]) -> Tensor<f64> {
 }
 
 fn meta(kv: &[(&str, &str)]) -> Vec<(String, String)> {
-    kv.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -101,26 +98,15 @@ fn roundtrip_f64_file_and_atomic_overwrite() {
         vec![1e-300, std::f64::consts::PI, -7.0, 0.1]
     );
     // Overwrite in place; no temporary file is left behind.
-    save(
-        &p,
-        &[("w".to_string(), t64(vec![2.0], &[]))],
-        &meta(&[("k", "v")]),
-    )
-    .unwrap();
+    save(&p, &[("w".to_string(), t64(vec![2.0], &[]))], &meta(&[("k", "v")])).unwrap();
     let (back, m) = load::<f64>(&p).unwrap();
-    assert_eq!(
-        (back[0].1.shape(), back[0].1.item().unwrap()),
-        (&[][..], 2.0)
-    );
+    assert_eq!((back[0].1.shape(), back[0].1.item().unwrap()), (&[][..], 2.0));
     assert_eq!(m, meta(&[("k", "v")]));
     let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert!(
-        names.iter().all(|n| !n.to_string_lossy().contains(".tmp")),
-        "{names:?}"
-    );
+    assert!(names.iter().all(|n| !n.to_string_lossy().contains(".tmp")), "{names:?}");
     // Zero tensors is a valid file too.
     let empty = to_bytes::<f32>(&[], &[]).unwrap();
     assert!(from_bytes::<f32>(&empty).unwrap().0.is_empty());
@@ -133,22 +119,15 @@ fn roundtrip_f64_file_and_atomic_overwrite() {
 fn mixed_dtypes_roundtrip() {
     let tensors = vec![
         ("a".to_string(), AnyTensor::F64(t64(vec![0.5; 3], &[3]))),
-        (
-            "b".to_string(),
-            AnyTensor::F32(t32(vec![1.5, 2.5], &[1, 2])),
-        ),
+        ("b".to_string(), AnyTensor::F32(t32(vec![1.5, 2.5], &[1, 2]))),
     ];
     let bytes = to_bytes_any(&tensors, &[]).unwrap();
     let (back, _) = from_bytes_any(&bytes, "mem").unwrap();
     assert_eq!(
-        back.iter()
-            .map(|(n, t)| (n.as_str(), t.dtype()))
-            .collect::<Vec<_>>(),
+        back.iter().map(|(n, t)| (n.as_str(), t.dtype())).collect::<Vec<_>>(),
         vec![("a", "F64"), ("b", "F32")]
     );
-    let AnyTensor::F32(b) = &back[1].1 else {
-        panic!()
-    };
+    let AnyTensor::F32(b) = &back[1].1 else { panic!() };
     assert_eq!(b.to_vec().unwrap(), vec![1.5, 2.5]);
     let p = tmp("mixed.safetensors");
     save_any(&p, &tensors, &[]).unwrap();
@@ -158,13 +137,7 @@ fn mixed_dtypes_roundtrip() {
 #[test]
 fn writer_rejects_bad_names() {
     let t = t32(vec![1.0], &[1]);
-    assert!(
-        err_msg(to_bytes(
-            &[("x".into(), t.clone()), ("x".into(), t.clone())],
-            &[]
-        ))
-        .contains("duplicate")
-    );
+    assert!(err_msg(to_bytes(&[("x".into(), t.clone()), ("x".into(), t.clone())], &[])).contains("duplicate"));
     assert!(to_bytes(&[("__metadata__".into(), t.clone())], &[]).is_err());
     assert!(to_bytes(&[("x".into(), t)], &meta(&[("k", "1"), ("k", "2")])).is_err());
 }
@@ -191,30 +164,16 @@ fn corrupt_files_are_errors_with_messages() {
             "UTF-8",
         ),
         ("invalid json", raw_file("{\"a\":", &[]), "not valid JSON"),
-        (
-            "not an object",
-            raw_file("[1,2]", &[]),
-            "must be a JSON object",
-        ),
-        (
-            "entry not an object",
-            raw_file(r#"{"a":3}"#, &[]),
-            "expected an object",
-        ),
+        ("not an object", raw_file("[1,2]", &[]), "must be a JSON object"),
+        ("entry not an object", raw_file(r#"{"a":3}"#, &[]), "expected an object"),
         (
             "unknown dtype",
-            raw_file(
-                r#"{"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}"#,
-                &d8,
-            ),
+            raw_file(r#"{"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}"#, &d8),
             "unknown dtype",
         ),
         (
             "unsupported dtype",
-            raw_file(
-                r#"{"a":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}}"#,
-                &d8,
-            ),
+            raw_file(r#"{"a":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}}"#, &d8),
             "unsupported dtype",
         ),
         (
@@ -224,50 +183,32 @@ fn corrupt_files_are_errors_with_messages() {
         ),
         (
             "negative dim",
-            raw_file(
-                r#"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#,
-                &d8,
-            ),
+            raw_file(r#"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, &d8),
             "non-negative",
         ),
         (
             "fractional dim",
-            raw_file(
-                r#"{"a":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}}"#,
-                &d8,
-            ),
+            raw_file(r#"{"a":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}}"#, &d8),
             "non-negative",
         ),
         (
             "extra field",
-            raw_file(
-                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}}"#,
-                &d8,
-            ),
+            raw_file(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}}"#, &d8),
             "unknown field",
         ),
         (
             "bad offsets",
-            raw_file(
-                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0]}}"#,
-                &d8,
-            ),
+            raw_file(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0]}}"#, &d8),
             "data_offsets",
         ),
         (
             "backwards offsets",
-            raw_file(
-                r#"{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}"#,
-                &d8,
-            ),
+            raw_file(r#"{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}"#, &d8),
             "backwards",
         ),
         (
             "shape vs bytes",
-            raw_file(
-                r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
-                &d8,
-            ),
+            raw_file(r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, &d8),
             "needs 12 bytes",
         ),
         (
@@ -294,19 +235,13 @@ fn corrupt_files_are_errors_with_messages() {
         ),
         (
             "hole",
-            raw_file(
-                r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
-                &d8,
-            ),
+            raw_file(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, &d8),
             "hole",
         ),
         (
             "duplicate name",
             raw_file(
-                &format!(
-                    "{{{0},{0}}}",
-                    r#""a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}"#
-                ),
+                &format!("{{{0},{0}}}", r#""a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}"#),
                 &[],
             ),
             "duplicate key",
@@ -329,10 +264,7 @@ fn corrupt_files_are_errors_with_messages() {
     ];
     for (case, bytes, needle) in cases {
         let msg = err_msg(from_bytes_any(&bytes, "case.safetensors"));
-        assert!(
-            msg.contains(needle),
-            "{case}: message {msg:?} lacks {needle:?}"
-        );
+        assert!(msg.contains(needle), "{case}: message {msg:?} lacks {needle:?}");
     }
     assert!(from_bytes::<f32>(&raw_file(good, &d8)).is_ok());
     // The file name appears in the Display of the error.
@@ -344,19 +276,12 @@ fn corrupt_files_are_errors_with_messages() {
 
 #[test]
 fn interop_reads_file_written_by_torch() {
-    let p =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch_written.safetensors");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch_written.safetensors");
     let (tensors, m) = load_any(&p).unwrap();
     let mut m = m;
     m.sort();
     assert_eq!(m, meta(&[("format", "pt"), ("written_by", "torch")]));
-    let get = |name: &str| {
-        tensors
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t.clone())
-            .unwrap()
-    };
+    let get = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone()).unwrap();
     let AnyTensor::F32(a) = get("arange_f32") else {
         panic!("arange_f32 is not F32")
     };
@@ -369,17 +294,10 @@ fn interop_reads_file_written_by_torch() {
         panic!("arange_f64 is not F64")
     };
     assert_eq!(b.shape(), &[2, 1, 3]);
-    assert_eq!(
-        b.to_vec().unwrap(),
-        (0..6).map(|i| i as f64 / 3.0).collect::<Vec<_>>()
-    );
-    let AnyTensor::F32(s) = get("scalar_f32") else {
-        panic!()
-    };
+    assert_eq!(b.to_vec().unwrap(), (0..6).map(|i| i as f64 / 3.0).collect::<Vec<_>>());
+    let AnyTensor::F32(s) = get("scalar_f32") else { panic!() };
     assert_eq!((s.shape(), s.item().unwrap()), (&[][..], 3.25));
-    let AnyTensor::F32(e) = get("empty_f32") else {
-        panic!()
-    };
+    let AnyTensor::F32(e) = get("empty_f32") else { panic!() };
     assert_eq!(e.shape(), &[0, 5]);
     assert_eq!(tensors.len(), 4);
     // A mixed file cannot be loaded as a single dtype.
@@ -394,10 +312,7 @@ fn interop_writes_file_for_python() {
     let tensors = vec![
         (
             "w_f32".to_string(),
-            AnyTensor::F32(t32(
-                (0..24).map(|i| i as f32 * 0.25 - 2.0).collect(),
-                &[2, 3, 4],
-            )),
+            AnyTensor::F32(t32((0..24).map(|i| i as f32 * 0.25 - 2.0).collect(), &[2, 3, 4])),
         ),
         (
             "b_f64".to_string(),
@@ -416,14 +331,8 @@ fn interop_writes_file_for_python() {
 
 fn valid_file() -> Vec<u8> {
     let tensors = vec![
-        (
-            "a".to_string(),
-            AnyTensor::F32(t32(vec![1.0, 2.0, 3.0], &[3])),
-        ),
-        (
-            "b".to_string(),
-            AnyTensor::F64(t64(vec![4.0, 5.0], &[1, 2])),
-        ),
+        ("a".to_string(), AnyTensor::F32(t32(vec![1.0, 2.0, 3.0], &[3]))),
+        ("b".to_string(), AnyTensor::F64(t64(vec![4.0, 5.0], &[1, 2]))),
         ("c".to_string(), AnyTensor::F32(t32(vec![], &[0]))),
     ];
     to_bytes_any(&tensors, &meta(&[("k", "v\u{e9}")])).unwrap()

@@ -41,15 +41,7 @@ fn check_image(op: &'static str, len: usize, c: usize, h: usize, w: usize) -> Re
 /// assert_eq!(out, vec![0.0, 0.0, 0.0, 1.0]);
 /// # Ok::<(), smallgrad::Error>(())
 /// ```
-pub fn pad_crop(
-    img: &[f32],
-    c: usize,
-    h: usize,
-    w: usize,
-    pad: usize,
-    top: usize,
-    left: usize,
-) -> Result<Vec<f32>> {
+pub fn pad_crop(img: &[f32], c: usize, h: usize, w: usize, pad: usize, top: usize, left: usize) -> Result<Vec<f32>> {
     check_image("pad_crop", img.len(), c, h, w)?;
     check_pad("pad_crop", pad, h, w)?;
     let span = 2 * pad;
@@ -82,14 +74,7 @@ pub fn hflip(img: &[f32], c: usize, h: usize, w: usize) -> Result<Vec<f32>> {
 /// in this order, `top = rng.below(2 * pad + 1)`, `left = rng.below(2 * pad + 1)`, and
 /// `flip = rng.uniform() < 0.5`; the result is `pad_crop(img, .., top, left)`, then `hflip`
 /// if `flip`. `Err` if `pad` exceeds the image's larger side.
-pub fn random_crop_flip(
-    img: &[f32],
-    c: usize,
-    h: usize,
-    w: usize,
-    pad: usize,
-    rng: &mut Rng,
-) -> Result<Vec<f32>> {
+pub fn random_crop_flip(img: &[f32], c: usize, h: usize, w: usize, pad: usize, rng: &mut Rng) -> Result<Vec<f32>> {
     check_image("random_crop_flip", img.len(), c, h, w)?;
     check_pad("random_crop_flip", pad, h, w)?;
     let span = 2 * pad + 1;
@@ -195,10 +180,7 @@ impl Normalization {
     /// ```
     pub fn from_dataset(ds: &Dataset) -> Result<Normalization> {
         if ds.is_empty() {
-            return Err(Error::invalid(
-                "Normalization::from_dataset",
-                "empty dataset",
-            ));
+            return Err(Error::invalid("Normalization::from_dataset", "empty dataset"));
         }
         let (c, hw) = (ds.channels(), ds.height() * ds.width());
         let mut sum = vec![0u64; c];
@@ -277,12 +259,7 @@ pub struct Batches<'a> {
 impl<'a> Batches<'a> {
     /// An epoch of batches of `batch_size` over `ds`, shuffled by `seed`. `Err` if
     /// `batch_size` is 0.
-    pub fn new(
-        ds: &'a Dataset,
-        batch_size: usize,
-        seed: u64,
-        drop_last: bool,
-    ) -> Result<Batches<'a>> {
+    pub fn new(ds: &'a Dataset, batch_size: usize, seed: u64, drop_last: bool) -> Result<Batches<'a>> {
         if batch_size == 0 {
             return Err(Error::invalid("Batches::new", "batch_size must be >= 1"));
         }
@@ -304,12 +281,7 @@ impl<'a> Batches<'a> {
     /// Enables random crop / flip augmentation; `Err` if `augment.pad` exceeds the image's
     /// larger side.
     pub fn with_augment(mut self, augment: Augment) -> Result<Batches<'a>> {
-        check_pad(
-            "Batches::with_augment",
-            augment.pad,
-            self.ds.height(),
-            self.ds.width(),
-        )?;
+        check_pad("Batches::with_augment", augment.pad, self.ds.height(), self.ds.width())?;
         self.augment = Some(augment);
         Ok(self)
     }
@@ -387,10 +359,7 @@ impl Iterator for Batches<'_> {
         if let Some(n) = &self.norm {
             n.apply_slice(&mut data, h * w);
         }
-        Some((
-            Tensor::from_parts(data, vec![b, c, h, w], Device::Cpu),
-            labels,
-        ))
+        Some((Tensor::from_parts(data, vec![b, c, h, w], Device::Cpu), labels))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -20,12 +20,7 @@ const PIXELS: usize = 3 * 32 * 32;
 
 /// Reads records of `label_bytes` label bytes + 3072 pixels until EOF. `limits[j]` bounds label
 /// byte `j`; the last label byte is the class.
-fn read_records(
-    mut r: impl Read,
-    name: &str,
-    label_bytes: usize,
-    limits: &[usize],
-) -> Result<Dataset> {
+fn read_records(mut r: impl Read, name: &str, label_bytes: usize, limits: &[usize]) -> Result<Dataset> {
     let rec = label_bytes + PIXELS;
     let mut bytes = Vec::new();
     r.read_to_end(&mut bytes)

@@ -37,29 +37,18 @@ pub struct IdxImages {
 
 fn read_u32(r: &mut impl Read, name: &str, what: &str) -> Result<u32> {
     let mut b = [0u8; 4];
-    read_full(
-        r,
-        &mut b,
-        name,
-        &format!("truncated header: cannot read {what}"),
-    )?;
+    read_full(r, &mut b, name, &format!("truncated header: cannot read {what}"))?;
     Ok(u32::from_be_bytes(b))
 }
 
 /// Fills `buf`, mapping EOF and I/O errors to [`crate::Error::Io`] with `ctx`.
 pub(super) fn read_full(r: &mut impl Read, buf: &mut [u8], name: &str, ctx: &str) -> Result<()> {
-    r.read_exact(buf)
-        .map_err(|e| io_err(name, format!("{ctx} ({e})")))
+    r.read_exact(buf).map_err(|e| io_err(name, format!("{ctx} ({e})")))
 }
 
 /// Reads exactly `len` bytes (growing the buffer only as data arrive) and then checks that
 /// the stream is at its end. `what` describes the data for messages.
-pub(super) fn read_payload(
-    r: &mut impl Read,
-    len: usize,
-    name: &str,
-    what: &str,
-) -> Result<Vec<u8>> {
+pub(super) fn read_payload(r: &mut impl Read, len: usize, name: &str, what: &str) -> Result<Vec<u8>> {
     // Reserve at most 1 MiB up front; beyond that the vector grows with the real data.
     let mut data = Vec::with_capacity(len.min(1 << 20));
     r.by_ref()
@@ -85,10 +74,7 @@ fn expect_eof(r: &mut impl Read, name: &str) -> Result<()> {
         match r.read(&mut extra) {
             Ok(0) => return Ok(()),
             Ok(_) => {
-                return Err(io_err(
-                    name,
-                    "trailing bytes after the data the header describes",
-                ));
+                return Err(io_err(name, "trailing bytes after the data the header describes"));
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(io_err(name, format!("reading: {e}"))),
@@ -126,22 +112,14 @@ pub fn read_idx_images(mut r: impl Read, name: &str) -> Result<IdxImages> {
             format!("images of {rows} x {cols} pixels: both must be >= 1"),
         ));
     }
-    let len = n
-        .checked_mul(rows)
-        .and_then(|v| v.checked_mul(cols))
-        .ok_or_else(|| {
-            io_err(
-                name,
-                format!("absurd header: {n} images of {rows} x {cols} overflow usize"),
-            )
-        })?;
+    let len = n.checked_mul(rows).and_then(|v| v.checked_mul(cols)).ok_or_else(|| {
+        io_err(
+            name,
+            format!("absurd header: {n} images of {rows} x {cols} overflow usize"),
+        )
+    })?;
     let data = read_payload(&mut r, len, name, &format!("{n} images of {rows} x {cols}"))?;
-    Ok(IdxImages {
-        n,
-        rows,
-        cols,
-        data,
-    })
+    Ok(IdxImages { n, rows, cols, data })
 }
 
 /// Reads an IDX label file (magic `0x00000801`): one byte per label. `name` labels errors.
@@ -166,11 +144,7 @@ pub fn read_idx(
     if im.n != lb.len() {
         return Err(io_err(
             labels_name,
-            format!(
-                "{} labels but {images_name} holds {} images",
-                lb.len(),
-                im.n
-            ),
+            format!("{} labels but {images_name} holds {} images", lb.len(), im.n),
         ));
     }
     if num_classes == 0 || num_classes > 256 {
@@ -179,11 +153,7 @@ pub fn read_idx(
             format!("num_classes {num_classes} must be in 1..=256 for byte labels"),
         ));
     }
-    if let Some((i, &l)) = lb
-        .iter()
-        .enumerate()
-        .find(|&(_, &l)| l as usize >= num_classes)
-    {
+    if let Some((i, &l)) = lb.iter().enumerate().find(|&(_, &l)| l as usize >= num_classes) {
         return Err(io_err(
             labels_name,
             format!("label {l} at index {i} is >= num_classes {num_classes}"),
@@ -201,11 +171,7 @@ pub(super) fn open(path: &Path) -> Result<BufReader<File>> {
 
 /// Opens and reads an (uncompressed) IDX image/label pair, e.g. `train-images-idx3-ubyte`
 /// and `train-labels-idx1-ubyte`; see [`read_idx`].
-pub fn load_idx(
-    images: impl AsRef<Path>,
-    labels: impl AsRef<Path>,
-    num_classes: usize,
-) -> Result<Dataset> {
+pub fn load_idx(images: impl AsRef<Path>, labels: impl AsRef<Path>, num_classes: usize) -> Result<Dataset> {
     let (ip, lp) = (images.as_ref(), labels.as_ref());
     read_idx(
         open(ip)?,

@@ -162,8 +162,7 @@ impl Dataset {
     /// Image `i` as `[channels, height, width]` bytes, or `None` if `i >= len()`.
     pub fn image(&self, i: usize) -> Option<&[u8]> {
         let s = self.image_len();
-        self.images
-            .get(i.checked_mul(s)?..i.checked_add(1)?.checked_mul(s)?)
+        self.images.get(i.checked_mul(s)?..i.checked_add(1)?.checked_mul(s)?)
     }
 
     /// How many images each class has (`num_classes` counts).
@@ -218,9 +217,7 @@ impl Dataset {
             if a != b {
                 return Err(Error::shape(
                     "Dataset::concat",
-                    format!(
-                        "part {k} has (channels, height, width, classes) {a:?}, part 0 has {b:?}"
-                    ),
+                    format!("part {k} has (channels, height, width, classes) {a:?}, part 0 has {b:?}"),
                 ));
             }
             out.images.extend_from_slice(&p.images);
@@ -234,8 +231,7 @@ impl Dataset {
     /// each is sorted ascending. `Err` if a class has fewer than `counts.iter().sum()` images.
     pub fn per_class_groups(&self, counts: &[usize], seed: u64) -> Result<Vec<Vec<usize>>> {
         let need = counts.iter().try_fold(0usize, |a, &c| a.checked_add(c));
-        let need = need
-            .ok_or_else(|| Error::invalid("per_class_groups", "requested counts overflow usize"))?;
+        let need = need.ok_or_else(|| Error::invalid("per_class_groups", "requested counts overflow usize"))?;
         let mut by_class = vec![Vec::new(); self.num_classes];
         for (i, &l) in self.labels.iter().enumerate() {
             by_class[l].push(i);
@@ -275,12 +271,7 @@ impl Dataset {
     /// Splits a training pool into disjoint training and validation sets with `train_k` and
     /// `val_k` images of every class, chosen by `seed`. `Err` if some class has fewer than
     /// `train_k + val_k` images.
-    pub fn split_per_class(
-        &self,
-        train_k: usize,
-        val_k: usize,
-        seed: u64,
-    ) -> Result<(Dataset, Dataset)> {
+    pub fn split_per_class(&self, train_k: usize, val_k: usize, seed: u64) -> Result<(Dataset, Dataset)> {
         let g = self.per_class_groups(&[train_k, val_k], seed)?;
         Ok((self.subset(&g[0])?, self.subset(&g[1])?))
     }
@@ -301,9 +292,9 @@ impl Dataset {
         width: usize,
         seed: u64,
     ) -> Result<Dataset> {
-        let n = per_class.checked_mul(num_classes).ok_or_else(|| {
-            Error::invalid("Dataset::synthetic", "per_class * num_classes overflows")
-        })?;
+        let n = per_class
+            .checked_mul(num_classes)
+            .ok_or_else(|| Error::invalid("Dataset::synthetic", "per_class * num_classes overflows"))?;
         // Validate the sizes before generating anything.
         let check = Dataset::new(Vec::new(), Vec::new(), channels, height, width, num_classes)?;
         let s = check.image_len();
@@ -349,9 +340,7 @@ impl Dataset {
                     for x in 0..width {
                         let sy = (y + height + dy - 1) % height;
                         let sx = (x + width + dx - 1) % width;
-                        let v = 0.5
-                            + contrast * (p[(ch * height + sy) * width + sx] - 0.5)
-                            + 0.1 * rng.normal();
+                        let v = 0.5 + contrast * (p[(ch * height + sy) * width + sx] - 0.5) + 0.1 * rng.normal();
                         images.push((v.clamp(0.0, 1.0) * 255.0).round() as u8);
                     }
                 }

@@ -59,10 +59,7 @@ pub fn parse(text: &str) -> Result<Json, String> {
     let v = p.value(0)?;
     p.ws();
     if p.i != p.s.len() {
-        return Err(format!(
-            "unexpected data after the JSON value at byte {}",
-            p.i
-        ));
+        return Err(format!("unexpected data after the JSON value at byte {}", p.i));
     }
     Ok(v)
 }
@@ -149,9 +146,7 @@ impl Parser<'_> {
             }
         }
         // Only ASCII was consumed, so this slice is valid UTF-8.
-        Ok(Json::Num(
-            String::from_utf8_lossy(&self.s[start..self.i]).into_owned(),
-        ))
+        Ok(Json::Num(String::from_utf8_lossy(&self.s[start..self.i]).into_owned()))
     }
 
     fn hex4(&mut self) -> Result<u32, String> {
@@ -163,8 +158,7 @@ impl Parser<'_> {
         if !t.bytes().all(|b| b.is_ascii_hexdigit()) {
             return self.err("bad \\u escape");
         }
-        let v =
-            u32::from_str_radix(t, 16).map_err(|_| format!("bad \\u escape at byte {}", self.i))?;
+        let v = u32::from_str_radix(t, 16).map_err(|_| format!("bad \\u escape at byte {}", self.i))?;
         self.i += 4;
         Ok(v)
     }
@@ -180,8 +174,8 @@ impl Parser<'_> {
                 }
                 self.i += 1;
             }
-            let chunk = std::str::from_utf8(&self.s[start..self.i])
-                .map_err(|_| format!("invalid UTF-8 at byte {start}"))?;
+            let chunk =
+                std::str::from_utf8(&self.s[start..self.i]).map_err(|_| format!("invalid UTF-8 at byte {start}"))?;
             out.push_str(chunk);
             match self.s.get(self.i) {
                 Some(b'"') => {
@@ -231,8 +225,7 @@ impl Parser<'_> {
         } else {
             hi
         };
-        char::from_u32(code)
-            .ok_or_else(|| format!("invalid code point U+{code:04X} before byte {}", self.i))
+        char::from_u32(code).ok_or_else(|| format!("invalid code point U+{code:04X} before byte {}", self.i))
     }
 
     fn array(&mut self, depth: usize) -> Result<Json, String> {
@@ -306,18 +299,14 @@ mod tests {
 
     #[test]
     fn parses_and_roundtrips_strings() {
-        let v = parse(r#" {"a\"b\u00e9\ud83d\ude00": [1, -2.5e3, true, null, {}], "c": "x\ny"} "#)
-            .unwrap();
+        let v = parse(r#" {"a\"b\u00e9\ud83d\ude00": [1, -2.5e3, true, null, {}], "c": "x\ny"} "#).unwrap();
         let Json::Obj(items) = v else { panic!() };
         assert_eq!(items[0].0, "a\"b\u{e9}\u{1F600}");
         assert_eq!(items[1].1, Json::Str("x\ny".into()));
         let mut s = String::new();
         write_str(&mut s, "q\"\\\u{1}\u{e9}");
         assert_eq!(parse(&s).unwrap(), Json::Str("q\"\\\u{1}\u{e9}".into()));
-        assert_eq!(
-            Json::Num("18446744073709551615".into()).as_u64(),
-            Some(u64::MAX)
-        );
+        assert_eq!(Json::Num("18446744073709551615".into()).as_u64(), Some(u64::MAX));
         assert_eq!(Json::Num("1e3".into()).as_u64(), None);
     }
 
