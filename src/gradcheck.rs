@@ -757,7 +757,7 @@ mod tests {
         ];
         for (i, (f, x)) in cases.into_iter().enumerate() {
             for o in [full(), fast()] {
-                let r = gradcheck(f, &[x.clone()], &o);
+                let r = gradcheck(f, std::slice::from_ref(x), &o);
                 assert!(r.is_ok(), "case {i}, fast {}: {}", o.fast_mode, r.unwrap_err());
             }
         }
@@ -781,7 +781,7 @@ mod tests {
     fn detach_cuts_the_gradient_and_is_caught() {
         let x = t(&[1.0, -2.0, 3.0], &[3]);
         for o in [full(), fast()] {
-            let err = gradcheck(|x| x[0].mul(&x[0].detach()), &[x.clone()], &o).unwrap_err();
+            let err = gradcheck(|x| x[0].mul(&x[0].detach()), std::slice::from_ref(&x), &o).unwrap_err();
             let Error::Gradcheck { msg } = &err else {
                 panic!("wrong kind: {err}")
             };
@@ -824,20 +824,20 @@ mod tests {
     #[test]
     fn non_finite_output_and_bad_options_are_errors() {
         let x = t(&[1.0, -1.0], &[2]);
-        let msg = gradcheck(|x| x[0].log(), &[x.clone()], &full())
+        let msg = gradcheck(|x| x[0].log(), std::slice::from_ref(&x), &full())
             .unwrap_err()
             .to_string();
         assert!(msg.contains("not finite") && msg.contains("[1]"), "{msg}");
         let bad = GradcheckOptions { eps: 0.0, ..full() };
         assert!(matches!(
-            gradcheck(|x| x[0].exp(), &[x.clone()], &bad),
+            gradcheck(|x| x[0].exp(), std::slice::from_ref(&x), &bad),
             Err(Error::InvalidArgument { .. })
         ));
         assert!(matches!(
             gradcheck(|x| x[0].exp(), &[], &full()),
             Err(Error::InvalidArgument { .. })
         ));
-        let in_no_grad = no_grad(|| gradcheck(|x| x[0].exp(), &[x.clone()], &full()));
+        let in_no_grad = no_grad(|| gradcheck(|x| x[0].exp(), std::slice::from_ref(&x), &full()));
         assert!(matches!(in_no_grad, Err(Error::InvalidArgument { .. })));
     }
 
