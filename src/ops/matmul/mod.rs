@@ -172,9 +172,8 @@ mod tests {
         c
     }
 
-    /// Central-difference gradient of `sum(w * f(inputs))` w.r.t. input `which`.
+    /// Central-difference gradient of `sum(w * matmul(a, b))` w.r.t. input `which`.
     fn numeric(
-        f: &dyn Fn(&Tensor<f64>, &Tensor<f64>) -> Tensor<f64>,
         a: &[f64],
         sa: &[usize],
         b: &[f64],
@@ -184,7 +183,11 @@ mod tests {
     ) -> Vec<f64> {
         let h = 1e-6;
         let loss = |a: &[f64], b: &[f64]| -> f64 {
-            let y = f(&t(a.to_vec(), sa), &t(b.to_vec(), sb)).to_vec().unwrap();
+            let y = t(a.to_vec(), sa)
+                .matmul(&t(b.to_vec(), sb))
+                .unwrap()
+                .to_vec()
+                .unwrap();
             y.iter().zip(w).map(|(y, w)| y * w).sum()
         };
         let base = if which == 0 { a } else { b };
@@ -212,9 +215,8 @@ mod tests {
         let w = Tensor::<f64>::randn(c.shape(), seed + 2, Device::Cpu).unwrap();
         c.mul(&w).unwrap().sum().unwrap().backward().unwrap();
         let wv = w.to_vec().unwrap();
-        let f = |x: &Tensor<f64>, y: &Tensor<f64>| x.matmul(y).unwrap();
         for (which, got) in [(0, a.grad().unwrap()), (1, b.grad().unwrap())] {
-            let want = numeric(&f, &av, sa, &bv, sb, &wv, which);
+            let want = numeric(&av, sa, &bv, sb, &wv, which);
             for (g, e) in got.to_vec().unwrap().iter().zip(&want) {
                 assert!(
                     (g - e).abs() < 1e-6 * (1.0 + e.abs()),
@@ -298,5 +300,37 @@ mod tests {
             z(&[2, 0]).matmul(&z(&[0, 3])).unwrap().to_vec().unwrap(),
             vec![0.0; 6]
         );
+    }
+}
+
+#[cfg(test)]
+mod determinism {
+    use crate::{Device, Tensor};
+
+    fn run(threads: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let a = Tensor::<f32>::randn(&[6, 37, 50], 1, Device::Cpu)
+                .unwrap()
+                .requires_grad();
+            let b = Tensor::<f32>::randn(&[6, 50, 29], 2, Device::Cpu)
+                .unwrap()
+                .requires_grad();
+            let c = a.matmul(&b).unwrap();
+            c.sum().unwrap().backward().unwrap();
+            (
+                c.to_vec().unwrap(),
+                a.grad().unwrap().to_vec().unwrap(),
+                b.grad().unwrap().to_vec().unwrap(),
+            )
+        })
+    }
+
+    #[test]
+    fn bit_identical_across_thread_counts() {
+        assert_eq!(run(1), run(3));
     }
 }
