@@ -22,12 +22,14 @@
 
 pub mod autograd;
 mod backend;
+pub mod checkpoint;
 pub mod data;
 mod device;
 mod dtype;
 mod error;
 mod gradcheck;
 pub mod loss;
+pub mod nn;
 mod ops;
 pub mod optim;
 mod rng;
