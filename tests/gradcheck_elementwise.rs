@@ -134,4 +134,12 @@ proptest! {
             seed,
         )?;
     }
+
+    /// A diamond: an intermediate node consumed by two paths of different depth, so the
+    /// engine must finish summing its gradient before running its backward.
+    #[test]
+    fn diamond(s in shape(1, 3, 60), seed in any::<u64>()) {
+        let x = normal(&s, &mut Rng::new(seed));
+        check_grad("diamond", |xs| { let h = xs[0].sigmoid()?; h.tanh()?.exp()?.add(&h) }, &[x], seed)?;
+    }
 }
