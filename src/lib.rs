@@ -22,13 +22,16 @@
 
 pub mod autograd;
 mod backend;
+pub mod data;
 mod device;
 mod dtype;
 mod error;
 mod gradcheck;
 pub mod loss;
 mod ops;
+pub mod optim;
 mod rng;
+pub mod serialize;
 pub mod shape;
 mod tensor;
 
