@@ -12,7 +12,11 @@ const CASES: u32 = 32;
 fn binary(name: &str, a: &[usize], b: &[usize], seed: u64, denominator: bool) -> Result<(), TestCaseError> {
     let mut rng = Rng::new(seed);
     let x = normal(a, &mut rng);
-    let y = if denominator { away_from_zero(b, &mut rng) } else { normal(b, &mut rng) };
+    let y = if denominator {
+        away_from_zero(b, &mut rng)
+    } else {
+        normal(b, &mut rng)
+    };
     let op = |xs: &[Tensor<f64>]| match name {
         "add" => xs[0].add(&xs[1]),
         "sub" => xs[0].sub(&xs[1]),

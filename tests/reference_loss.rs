@@ -179,5 +179,8 @@ fn cosine_loss_zero_row() {
 fn cross_entropy_extreme_logits_finite() {
     let x = Tensor::<f64>::from_vec(vec![1000.0, -1000.0, 0.0, 0.0], &[2, 2], Device::Cpu).unwrap();
     let l = cross_entropy(&x, &[1, 0], Reduction::None).unwrap().to_vec().unwrap();
-    assert!((l[0] - 2000.0).abs() < 1e-9 && (l[1] - 2f64.ln()).abs() < 1e-12, "{l:?}");
+    assert!(
+        (l[0] - 2000.0).abs() < 1e-9 && (l[1] - 2f64.ln()).abs() < 1e-12,
+        "{l:?}"
+    );
 }

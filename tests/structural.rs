@@ -15,7 +15,10 @@ fn grad(x: &Tensor<f64>) -> Vec<f64> {
 fn approx(a: &[f64], b: &[f64]) {
     assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "element {i}: {x} vs {y} ({a:?} vs {b:?})");
+        assert!(
+            (x - y).abs() <= 1e-12 * (1.0 + y.abs()),
+            "element {i}: {x} vs {y} ({a:?} vs {b:?})"
+        );
     }
 }
 

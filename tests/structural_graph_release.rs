@@ -8,17 +8,29 @@ use smallgrad::{Device, Tensor};
 #[test]
 fn graph_is_released_after_backward() {
     let before = live_graph_nodes();
-    let x = Tensor::<f64>::from_vec(vec![0.5, -1.0, 2.0, 3.0], &[2, 2], Device::Cpu).unwrap().requires_grad();
-    let w = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2], Device::Cpu).unwrap().requires_grad();
+    let x = Tensor::<f64>::from_vec(vec![0.5, -1.0, 2.0, 3.0], &[2, 2], Device::Cpu)
+        .unwrap()
+        .requires_grad();
+    let w = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2], Device::Cpu)
+        .unwrap()
+        .requires_grad();
     let y = {
         let h = x.mul(&w).unwrap().tanh().unwrap();
         let k = h.mul(&h).unwrap().add(&x).unwrap().exp().unwrap();
         k.sum_dim(&[1], false).unwrap().sum().unwrap()
     };
-    assert!(live_graph_nodes() >= before + 6, "graph recorded: {} live nodes", live_graph_nodes());
+    assert!(
+        live_graph_nodes() >= before + 6,
+        "graph recorded: {} live nodes",
+        live_graph_nodes()
+    );
     y.backward().unwrap();
     // Only y's own node may stay alive (y is still held); everything behind it is freed.
-    assert!(live_graph_nodes() <= before + 1, "after backward: {} live nodes (before: {before})", live_graph_nodes());
+    assert!(
+        live_graph_nodes() <= before + 1,
+        "after backward: {} live nodes (before: {before})",
+        live_graph_nodes()
+    );
     drop(y);
     assert_eq!(live_graph_nodes(), before, "after dropping the output");
     assert!(x.grad().is_some() && w.grad().is_some());

@@ -26,11 +26,16 @@ pub fn check_grad(
     seed: u64,
 ) -> std::result::Result<(), TestCaseError> {
     let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
-    let out = no_grad(|| op(inputs)).map_err(|e| TestCaseError::fail(format!("{name}{shapes:?}: forward failed: {e}")))?;
+    let out =
+        no_grad(|| op(inputs)).map_err(|e| TestCaseError::fail(format!("{name}{shapes:?}: forward failed: {e}")))?;
     let r = upstream(out.shape(), seed);
     let f = |xs: &[Tensor<f64>]| op(xs)?.mul(&r)?.sum();
     let total: usize = inputs.iter().map(|t| t.numel()).sum();
-    let opts = GradcheckOptions { fast_mode: total > FAST_MODE_ABOVE, seed, ..GradcheckOptions::default() };
+    let opts = GradcheckOptions {
+        fast_mode: total > FAST_MODE_ABOVE,
+        seed,
+        ..GradcheckOptions::default()
+    };
     gradcheck(f, inputs, &opts).map_err(|e| TestCaseError::fail(format!("{name}{shapes:?}: {e}")))?;
     Ok(())
 }

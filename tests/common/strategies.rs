@@ -19,7 +19,10 @@ use smallgrad::{Device, Rng, Tensor};
 /// `default_cases`. No regression files are written, and shrinking is bounded so a failure
 /// reports quickly.
 pub fn config(default_cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(default_cases);
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(default_cases);
     let mut c = ProptestConfig::with_cases(cases);
     c.failure_persistence = None;
     c.max_shrink_iters = 200;
@@ -54,8 +57,17 @@ pub fn broadcast_pair(max_rank: usize) -> impl Strategy<Value = (Vec<usize>, Vec
             )
         })
         .prop_map(|(base, ones_a, ones_b, drop, swap)| {
-            let a: Vec<usize> = base.iter().zip(&ones_a).skip(drop).map(|(&d, &one)| if one { 1 } else { d }).collect();
-            let b: Vec<usize> = base.iter().zip(&ones_b).map(|(&d, &one)| if one { 1 } else { d }).collect();
+            let a: Vec<usize> = base
+                .iter()
+                .zip(&ones_a)
+                .skip(drop)
+                .map(|(&d, &one)| if one { 1 } else { d })
+                .collect();
+            let b: Vec<usize> = base
+                .iter()
+                .zip(&ones_b)
+                .map(|(&d, &one)| if one { 1 } else { d })
+                .collect();
             if swap { (b, a) } else { (a, b) }
         })
 }
@@ -69,7 +81,12 @@ pub fn reducible_pair(max_rank: usize) -> impl Strategy<Value = (Vec<usize>, Vec
             (Just(big), prop::collection::vec(any::<bool>(), r), 0..=r)
         })
         .prop_map(|(big, ones, drop)| {
-            let small = big.iter().zip(&ones).skip(drop).map(|(&d, &one)| if one { 1 } else { d }).collect();
+            let small = big
+                .iter()
+                .zip(&ones)
+                .skip(drop)
+                .map(|(&d, &one)| if one { 1 } else { d })
+                .collect();
             (big, small)
         })
 }
@@ -86,7 +103,10 @@ pub fn shape_and_dim(max_rank: usize, max_numel: usize) -> impl Strategy<Value =
 pub fn shape_and_dims(max_rank: usize, max_numel: usize) -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
     shape(1, max_rank, max_numel).prop_flat_map(|s| {
         let r = s.len();
-        (Just(s), prop::sample::subsequence((0..r).collect::<Vec<_>>(), 0..=r).prop_shuffle())
+        (
+            Just(s),
+            prop::sample::subsequence((0..r).collect::<Vec<_>>(), 0..=r).prop_shuffle(),
+        )
     })
 }
 
@@ -104,7 +124,12 @@ pub fn reshape_pair(max_rank: usize, max_numel: usize) -> impl Strategy<Value = 
     shape(1, max_rank, max_numel)
         .prop_flat_map(|s| {
             let r = s.len();
-            (Just(s.clone()), Just(s).prop_shuffle(), prop::collection::vec(any::<bool>(), r), any::<bool>())
+            (
+                Just(s.clone()),
+                Just(s).prop_shuffle(),
+                prop::collection::vec(any::<bool>(), r),
+                any::<bool>(),
+            )
         })
         .prop_map(|(from, shuffled, merge, extra_one)| {
             let mut to: Vec<usize> = Vec::new();
@@ -150,7 +175,10 @@ impl ConvCase {
         vec![self.c_out, self.c_in, self.kh, self.kw]
     }
     pub fn out_hw(&self) -> (usize, usize) {
-        ((self.h + 2 * self.ph - self.kh) / self.sh + 1, (self.w + 2 * self.pw - self.kw) / self.sw + 1)
+        (
+            (self.h + 2 * self.ph - self.kh) / self.sh + 1,
+            (self.w + 2 * self.pw - self.kw) / self.sw + 1,
+        )
     }
 }
 
@@ -164,9 +192,25 @@ pub fn conv_case(max_numel: usize) -> impl Strategy<Value = ConvCase> {
         .prop_map(|((n, c_in, c_out), (kh, kw, sh, sw, ph, pw), (eh, ew, bias, seed))| {
             let h = kh.saturating_sub(2 * ph).max(1) + eh;
             let w = kw.saturating_sub(2 * pw).max(1) + ew;
-            ConvCase { n, c_in, c_out, h, w, kh, kw, sh, sw, ph, pw, bias, seed }
+            ConvCase {
+                n,
+                c_in,
+                c_out,
+                h,
+                w,
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+                bias,
+                seed,
+            }
         })
-        .prop_filter("too large", move |c| c.n * c.c_in * c.h * c.w <= max_numel && c.c_out * c.c_in * c.kh * c.kw <= max_numel)
+        .prop_filter("too large", move |c| {
+            c.n * c.c_in * c.h * c.w <= max_numel && c.c_out * c.c_in * c.kh * c.kw <= max_numel
+        })
 }
 
 /// Pooling parameters: kernel 1..=4 and stride 1..=3 per axis with kernel != stride on both
@@ -191,20 +235,45 @@ impl PoolCase {
         vec![self.n, self.c, self.h, self.w]
     }
     pub fn out_hw(&self) -> (usize, usize) {
-        ((self.h + 2 * self.ph - self.kh) / self.sh + 1, (self.w + 2 * self.pw - self.kw) / self.sw + 1)
+        (
+            (self.h + 2 * self.ph - self.kh) / self.sh + 1,
+            (self.w + 2 * self.pw - self.kw) / self.sw + 1,
+        )
     }
 }
 
 pub fn pool_case() -> impl Strategy<Value = PoolCase> {
-    ((1usize..=2, 1usize..=3), (1usize..=4, 1usize..=4, 1usize..=3, 1usize..=3))
+    (
+        (1usize..=2, 1usize..=3),
+        (1usize..=4, 1usize..=4, 1usize..=3, 1usize..=3),
+    )
         .prop_filter("kernel == stride", |(_, (kh, kw, sh, sw))| kh != sh && kw != sw)
         .prop_flat_map(|((n, c), (kh, kw, sh, sw))| {
-            (Just((n, c, kh, kw, sh, sw)), 0..=kh / 2, 0..=kw / 2, 0usize..=4, 0usize..=4, any::<u64>())
+            (
+                Just((n, c, kh, kw, sh, sw)),
+                0..=kh / 2,
+                0..=kw / 2,
+                0usize..=4,
+                0usize..=4,
+                any::<u64>(),
+            )
         })
         .prop_map(|((n, c, kh, kw, sh, sw), ph, pw, eh, ew, seed)| {
             let h = kh.saturating_sub(2 * ph).max(1) + eh;
             let w = kw.saturating_sub(2 * pw).max(1) + ew;
-            PoolCase { n, c, h, w, kh, kw, sh, sw, ph, pw, seed }
+            PoolCase {
+                n,
+                c,
+                h,
+                w,
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+                seed,
+            }
         })
 }
 
@@ -224,7 +293,15 @@ pub struct AdaptiveCase {
 pub fn adaptive_case() -> impl Strategy<Value = AdaptiveCase> {
     (1usize..=2, 1usize..=3, 1usize..=7, 1usize..=7)
         .prop_flat_map(|(n, c, h, w)| (Just((n, c, h, w)), 1..=h + 2, 1..=w + 2, any::<u64>()))
-        .prop_map(|((n, c, h, w), oh, ow, seed)| AdaptiveCase { n, c, h, w, oh, ow, seed })
+        .prop_map(|((n, c, h, w), oh, ow, seed)| AdaptiveCase {
+            n,
+            c,
+            h,
+            w,
+            oh,
+            ow,
+            seed,
+        })
 }
 
 /// batch_norm: input [N,C] or [N,C,H,W]; training (then N*H*W >= 2) or eval (then running
@@ -270,7 +347,9 @@ pub fn bn_case() -> impl Strategy<Value = BnCase> {
             momentum,
             seed,
         })
-        .prop_filter("training needs >= 2 values per channel", |c| !c.training || c.per_channel() >= 2)
+        .prop_filter("training needs >= 2 values per channel", |c| {
+            !c.training || c.per_channel() >= 2
+        })
 }
 
 // ------------------------------------------------------------------------------ values
@@ -350,7 +429,10 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64)
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let ok = (g - w).abs() <= atol + rtol * w.abs() || (g.is_nan() && w.is_nan());
         if !ok {
-            return Err(format!("{what}: element {i}: got {g}, expected {w} (|diff| {:e})", (g - w).abs()));
+            return Err(format!(
+                "{what}: element {i}: got {g}, expected {w} (|diff| {:e})",
+                (g - w).abs()
+            ));
         }
     }
     Ok(())
