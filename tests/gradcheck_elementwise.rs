@@ -7,7 +7,7 @@ use common::*;
 use proptest::prelude::*;
 use smallgrad::{Rng, Tensor};
 
-const CASES: u32 = 32;
+const CASES: u32 = 256;
 
 fn binary(name: &str, a: &[usize], b: &[usize], seed: u64, denominator: bool) -> Result<(), TestCaseError> {
     let mut rng = Rng::new(seed);

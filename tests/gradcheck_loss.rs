@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use smallgrad::Rng;
 use smallgrad::loss::{CosineLoss, Reduction, cross_entropy};
 
-const CASES: u32 = 32;
+const CASES: u32 = 256;
 
 fn reduction() -> impl Strategy<Value = Reduction> {
     prop::sample::select(vec![Reduction::Mean, Reduction::Sum, Reduction::None])

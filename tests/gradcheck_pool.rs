@@ -7,7 +7,7 @@ use common::*;
 use proptest::prelude::*;
 use smallgrad::Rng;
 
-const CASES: u32 = 24;
+const CASES: u32 = 128;
 
 proptest! {
     #![proptest_config(config(CASES))]

@@ -123,7 +123,7 @@ fn any_shape() -> impl Strategy<Value = Vec<usize>> {
 }
 
 proptest! {
-    #![proptest_config(config(64))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn binary_ops_never_panic(a in any_shape(), b in any_shape(), op in 0usize..4) {

@@ -139,7 +139,7 @@ fn pair() -> impl Strategy<Value = (usize, usize)> {
 }
 
 proptest! {
-    #![proptest_config(config(64))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn conv2d_never_panics(xs in any_shape(), ws in any_shape(), bias in prop::option::of(0usize..4), s in pair(), p in pair()) {

@@ -407,7 +407,7 @@ pub fn targets(n: usize, classes: usize, rng: &mut Rng) -> Vec<usize> {
 
 /// A random upstream gradient (N(0,1)) for an output of `shape`, from `seed`.
 pub fn upstream(shape: &[usize], seed: u64) -> Tensor<f64> {
-    normal(shape, &mut Rng::new(seed ^ 0x5EED_0F_u64.rotate_left(17)))
+    normal(shape, &mut Rng::new(seed ^ 0x005E_ED0F_u64.rotate_left(17)))
 }
 
 /// An f32 copy of an f64 tensor (for f32 checks built from the same generators).
