@@ -334,7 +334,9 @@ mod tests {
     fn a_node_reached_through_paths_of_different_depth_gets_every_contribution() {
         // y = sum(tanh(h) + h), h = exp(x): h feeds `add` directly and through `tanh`.
         let xs = [0.3, -0.7];
-        let x = Tensor::<f64>::from_vec(xs.to_vec(), &[2], Device::Cpu).unwrap().requires_grad();
+        let x = Tensor::<f64>::from_vec(xs.to_vec(), &[2], Device::Cpu)
+            .unwrap()
+            .requires_grad();
         let h = x.exp().unwrap();
         h.tanh().unwrap().add(&h).unwrap().sum().unwrap().backward().unwrap();
         let g = x.grad().unwrap().to_vec().unwrap();

@@ -54,9 +54,17 @@ pub fn save<T: Float>(
     let mut tensors = Vec::new();
     let mut meta: Vec<(String, String)> = vec![
         ("epoch".into(), epoch.to_string()),
-        ("rng".into(), rng.state.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(" ")),
+        (
+            "rng".into(),
+            rng.state.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(" "),
+        ),
     ];
-    check_names(modules.iter().map(|(n, _)| *n).chain(optimizers.iter().map(|(n, _)| *n)))?;
+    check_names(
+        modules
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(optimizers.iter().map(|(n, _)| *n)),
+    )?;
     for (name, m) in modules {
         tensors.extend(state_dict(*m).into_iter().map(|(n, t)| (format!("{name}.{n}"), t)));
     }
@@ -64,7 +72,10 @@ pub fn save<T: Float>(
         let st = opt.state();
         for (i, b) in st.momentum_buffers.iter().enumerate() {
             if let Some(b) = b {
-                tensors.push((format!("{name}.momentum.{i}"), Tensor::from_vec(b.clone(), &[b.len()], Device::Cpu)?));
+                tensors.push((
+                    format!("{name}.momentum.{i}"),
+                    Tensor::from_vec(b.clone(), &[b.len()], Device::Cpu)?,
+                ));
             }
         }
         meta.push((format!("{name}.lr"), format!("{:e}", st.lr)));
@@ -72,7 +83,10 @@ pub fn save<T: Float>(
     }
     for (k, v) in extra {
         if meta.iter().any(|(m, _)| m == k) || RESERVED.contains(&k.as_str()) {
-            return Err(Error::invalid("checkpoint::save", format!("metadata key `{k}` is reserved")));
+            return Err(Error::invalid(
+                "checkpoint::save",
+                format!("metadata key `{k}` is reserved"),
+            ));
         }
         meta.push((k.clone(), v.clone()));
     }
@@ -96,7 +110,10 @@ fn check_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<()> {
 }
 
 fn corrupt(path: &Path, msg: String) -> Error {
-    Error::Io { path: path.display().to_string(), msg }
+    Error::Io {
+        path: path.display().to_string(),
+        msg,
+    }
 }
 
 /// Restores `modules` and `optimizers` (matched by name) from a checkpoint written by [`save`]
@@ -108,7 +125,12 @@ pub fn load<T: Float>(
     optimizers: &mut [(&str, &mut Sgd<T>)],
 ) -> Result<TrainingState> {
     let path = path.as_ref();
-    check_names(modules.iter().map(|(n, _)| *n).chain(optimizers.iter().map(|(n, _)| *n)))?;
+    check_names(
+        modules
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(optimizers.iter().map(|(n, _)| *n)),
+    )?;
     let (tensors, meta) = serialize::load::<T>(path)?;
     let get = |k: &str| {
         meta.iter()
@@ -116,17 +138,26 @@ pub fn load<T: Float>(
             .map(|(_, v)| v.clone())
             .ok_or_else(|| corrupt(path, format!("metadata `{k}` is missing")))
     };
-    let epoch: usize = get("epoch")?.parse().map_err(|_| corrupt(path, "metadata `epoch` is not a number".into()))?;
-    let words: Vec<u64> = get("rng")?.split(' ').map(|w| w.parse()).collect::<std::result::Result<_, _>>().map_err(|_| {
-        corrupt(path, "metadata `rng` is not four numbers".into())
-    })?;
-    let state: [u64; 4] = words.try_into().map_err(|_| corrupt(path, "metadata `rng` is not four numbers".into()))?;
+    let epoch: usize = get("epoch")?
+        .parse()
+        .map_err(|_| corrupt(path, "metadata `epoch` is not a number".into()))?;
+    let words: Vec<u64> = get("rng")?
+        .split(' ')
+        .map(|w| w.parse())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| corrupt(path, "metadata `rng` is not four numbers".into()))?;
+    let state: [u64; 4] = words
+        .try_into()
+        .map_err(|_| corrupt(path, "metadata `rng` is not four numbers".into()))?;
     // Optimiser states first (pure parsing), then modules, then optimisers.
     let mut opt_states = Vec::new();
     for (name, opt) in optimizers.iter() {
-        let lr: f64 = get(&format!("{name}.lr"))?.parse().map_err(|_| corrupt(path, format!("`{name}.lr` is not a number")))?;
-        let step: u64 =
-            get(&format!("{name}.step"))?.parse().map_err(|_| corrupt(path, format!("`{name}.step` is not a number")))?;
+        let lr: f64 = get(&format!("{name}.lr"))?
+            .parse()
+            .map_err(|_| corrupt(path, format!("`{name}.lr` is not a number")))?;
+        let step: u64 = get(&format!("{name}.step"))?
+            .parse()
+            .map_err(|_| corrupt(path, format!("`{name}.step` is not a number")))?;
         let mut momentum_buffers = Vec::new();
         for i in 0..opt.params().len() {
             let key = format!("{name}.momentum.{i}");
@@ -135,7 +166,11 @@ pub fn load<T: Float>(
                 None => None,
             });
         }
-        opt_states.push(SgdState { lr, step, momentum_buffers });
+        opt_states.push(SgdState {
+            lr,
+            step,
+            momentum_buffers,
+        });
     }
     for (name, m) in modules {
         let prefix = format!("{name}.");
@@ -150,7 +185,16 @@ pub fn load<T: Float>(
     }
     let metadata = meta
         .into_iter()
-        .filter(|(k, _)| !RESERVED.contains(&k.as_str()) && !optimizers.iter().any(|(n, _)| k == &format!("{n}.lr") || k == &format!("{n}.step")))
+        .filter(|(k, _)| {
+            !RESERVED.contains(&k.as_str())
+                && !optimizers
+                    .iter()
+                    .any(|(n, _)| k == &format!("{n}.lr") || k == &format!("{n}.step"))
+        })
         .collect();
-    Ok(TrainingState { epoch, rng: Rng::from_state(state), metadata })
+    Ok(TrainingState {
+        epoch,
+        rng: Rng::from_state(state),
+        metadata,
+    })
 }

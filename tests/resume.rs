@@ -17,10 +17,29 @@ struct Run {
 }
 
 fn fresh() -> Run {
-    let model = cifar_resnet::<f32>(20, &CifarResNetConfig { in_channels: 1, num_classes: 4, width: 1, seed: 11 }).unwrap();
-    let cfg = SgdConfig { lr: 0.05, momentum: 0.9, weight_decay: 5e-4, ..Default::default() };
+    let model = cifar_resnet::<f32>(
+        20,
+        &CifarResNetConfig {
+            in_channels: 1,
+            num_classes: 4,
+            width: 1,
+            seed: 11,
+        },
+    )
+    .unwrap();
+    let cfg = SgdConfig {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        ..Default::default()
+    };
     let opt = Sgd::new(model.parameters(), cfg).unwrap();
-    Run { model, opt, rng: Rng::new(99), epoch: 0 }
+    Run {
+        model,
+        opt,
+        rng: Rng::new(99),
+        epoch: 0,
+    }
 }
 
 fn train_epochs(run: &mut Run, ds: &Dataset, until: usize) {
@@ -34,7 +53,9 @@ fn train_epochs(run: &mut Run, ds: &Dataset, until: usize) {
             .with_normalization(norm.clone())
             .unwrap();
         for (x, y) in batches {
-            let loss = CosineLoss::default().forward(&run.model.forward(&x).unwrap(), &y).unwrap();
+            let loss = CosineLoss::default()
+                .forward(&run.model.forward(&x).unwrap(), &y)
+                .unwrap();
             run.opt.zero_grad();
             loss.backward().unwrap();
             run.opt.step().unwrap();
@@ -44,7 +65,10 @@ fn train_epochs(run: &mut Run, ds: &Dataset, until: usize) {
 }
 
 fn bits(run: &Run) -> Vec<(String, Vec<u32>)> {
-    state_dict(&run.model).into_iter().map(|(n, t)| (n, t.to_vec().unwrap().iter().map(|v| v.to_bits()).collect())).collect()
+    state_dict(&run.model)
+        .into_iter()
+        .map(|(n, t)| (n, t.to_vec().unwrap().iter().map(|v| v.to_bits()).collect()))
+        .collect()
 }
 
 #[test]
@@ -56,7 +80,15 @@ fn resume_continues_bit_identically() {
     let mut first = fresh();
     train_epochs(&mut first, &ds, 1);
     let path = std::env::temp_dir().join(format!("smallgrad-resume-{}.safetensors", std::process::id()));
-    checkpoint::save(&path, &[("model", &first.model)], &[("opt", &first.opt)], first.epoch, &first.rng, &[]).unwrap();
+    checkpoint::save(
+        &path,
+        &[("model", &first.model)],
+        &[("opt", &first.opt)],
+        first.epoch,
+        &first.rng,
+        &[],
+    )
+    .unwrap();
     drop(first);
 
     let mut resumed = fresh();
@@ -82,7 +114,16 @@ fn checkpoint_of_another_model_is_refused() {
     let run = fresh();
     let path = std::env::temp_dir().join(format!("smallgrad-refuse-{}.safetensors", std::process::id()));
     checkpoint::save(&path, &[("model", &run.model)], &[("opt", &run.opt)], 0, &run.rng, &[]).unwrap();
-    let other = cifar_resnet::<f32>(32, &CifarResNetConfig { in_channels: 1, num_classes: 4, width: 1, seed: 0 }).unwrap();
+    let other = cifar_resnet::<f32>(
+        32,
+        &CifarResNetConfig {
+            in_channels: 1,
+            num_classes: 4,
+            width: 1,
+            seed: 0,
+        },
+    )
+    .unwrap();
     let mut opt = Sgd::new(other.parameters(), SgdConfig::default()).unwrap();
     let err = checkpoint::load(&path, &[("model", &other)], &mut [("opt", &mut opt)]);
     std::fs::remove_file(&path).ok();

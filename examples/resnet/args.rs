@@ -53,7 +53,11 @@ impl LossKind {
             "cosine" => LossKind::Cosine,
             "cosine-xent" => LossKind::CosineXent,
             "cosine-xent-head" => LossKind::CosineXentHead,
-            _ => return Err(format!("unknown --loss {s:?} (xent, cosine, cosine-xent, cosine-xent-head)")),
+            _ => {
+                return Err(format!(
+                    "unknown --loss {s:?} (xent, cosine, cosine-xent, cosine-xent-head)"
+                ));
+            }
         })
     }
     pub fn name(self) -> &'static str {
@@ -172,10 +176,16 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Strin
         }
     }
     if !["fashion-mnist", "mnist", "cifar10", "synthetic"].contains(&a.dataset.as_str()) {
-        return Err(format!("unknown --dataset {:?} (fashion-mnist, mnist, cifar10, synthetic)", a.dataset));
+        return Err(format!(
+            "unknown --dataset {:?} (fashion-mnist, mnist, cifar10, synthetic)",
+            a.dataset
+        ));
     }
     if !["cosine", "step", "sgdr", "constant"].contains(&a.schedule.as_str()) {
-        return Err(format!("unknown --schedule {:?} (cosine, step, sgdr, constant)", a.schedule));
+        return Err(format!(
+            "unknown --schedule {:?} (cosine, step, sgdr, constant)",
+            a.schedule
+        ));
     }
     if a.per_class == 0 || a.batch == 0 || a.epochs == 0 || a.eval_every == 0 {
         return Err("--per-class, --batch, --epochs and --eval-every must be at least 1".into());

@@ -21,7 +21,9 @@ fn open_maybe_gz(dir: &Path, stem: &str) -> Option<(Box<dyn Read>, String)> {
         return Some((Box::new(GzDecoder::new(BufReader::new(f))), gz.display().to_string()));
     }
     let raw = dir.join(stem);
-    File::open(&raw).ok().map(|f| (Box::new(BufReader::new(f)) as Box<dyn Read>, raw.display().to_string()))
+    File::open(&raw)
+        .ok()
+        .map(|f| (Box::new(BufReader::new(f)) as Box<dyn Read>, raw.display().to_string()))
 }
 
 fn load_idx_pair(dir: &Path, split: &str) -> Option<smallgrad::Result<Dataset>> {
@@ -34,7 +36,12 @@ fn synthetic(per_class: usize, channels: usize, size: usize, seed: u64) -> small
     // A pool big enough for the subset, and a fixed 2,000-image test set.
     let train = Dataset::synthetic(per_class.max(1), 10, channels, size, size, seed ^ 0x5EED)?;
     let test = Dataset::synthetic(200, 10, channels, size, size, seed ^ 0x7E57)?;
-    Ok(Loaded { train, test, source: format!("synthetic {channels}x{size}x{size}, 10 classes"), synthetic: true })
+    Ok(Loaded {
+        train,
+        test,
+        source: format!("synthetic {channels}x{size}x{size}, 10 classes"),
+        synthetic: true,
+    })
 }
 
 /// Loads `dataset` from `dir`. A missing Fashion-MNIST / MNIST / CIFAR-10 is not fatal: the
@@ -42,24 +49,27 @@ fn synthetic(per_class: usize, channels: usize, size: usize, seed: u64) -> small
 pub fn load(dataset: &str, dir: &Path, per_class: usize, seed: u64) -> smallgrad::Result<Loaded> {
     match dataset {
         "synthetic" => synthetic(per_class, 1, 28, seed),
-        "fashion-mnist" | "mnist" => {
-            match (load_idx_pair(dir, "train"), load_idx_pair(dir, "t10k")) {
-                (Some(train), Some(test)) => {
-                    Ok(Loaded { train: train?, test: test?, source: format!("{dataset} from {}", dir.display()), synthetic: false })
+        "fashion-mnist" | "mnist" => match (load_idx_pair(dir, "train"), load_idx_pair(dir, "t10k")) {
+            (Some(train), Some(test)) => Ok(Loaded {
+                train: train?,
+                test: test?,
+                source: format!("{dataset} from {}", dir.display()),
+                synthetic: false,
+            }),
+            _ => {
+                eprintln!("note: {dataset} was not found in {}.", dir.display());
+                if dataset == "fashion-mnist" {
+                    eprintln!("      Install it with:  sudo apt-get install dataset-fashion-mnist");
+                    eprintln!(
+                        "      (Debian's package puts the four IDX .gz files in /usr/share/datasets/fashion-mnist)"
+                    );
+                } else {
+                    eprintln!("      Put train-images-idx3-ubyte(.gz) and friends there, or pass --data DIR.");
                 }
-                _ => {
-                    eprintln!("note: {dataset} was not found in {}.", dir.display());
-                    if dataset == "fashion-mnist" {
-                        eprintln!("      Install it with:  sudo apt-get install dataset-fashion-mnist");
-                        eprintln!("      (Debian's package puts the four IDX .gz files in /usr/share/datasets/fashion-mnist)");
-                    } else {
-                        eprintln!("      Put train-images-idx3-ubyte(.gz) and friends there, or pass --data DIR.");
-                    }
-                    eprintln!("      Running on the SYNTHETIC dataset instead; its numbers say nothing about {dataset}.");
-                    synthetic(per_class, 1, 28, seed)
-                }
+                eprintln!("      Running on the SYNTHETIC dataset instead; its numbers say nothing about {dataset}.");
+                synthetic(per_class, 1, 28, seed)
             }
-        }
+        },
         "cifar10" => {
             let train: Vec<PathBuf> = (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect();
             let test = [dir.join("test_batch.bin")];
@@ -71,11 +81,17 @@ pub fn load(dataset: &str, dir: &Path, per_class: usize, seed: u64) -> smallgrad
                     synthetic: false,
                 })
             } else {
-                eprintln!("note: CIFAR-10 binaries (data_batch_1..5.bin, test_batch.bin) were not found in {}.", dir.display());
+                eprintln!(
+                    "note: CIFAR-10 binaries (data_batch_1..5.bin, test_batch.bin) were not found in {}.",
+                    dir.display()
+                );
                 eprintln!("      Running on the SYNTHETIC dataset (3x32x32) instead.");
                 synthetic(per_class, 3, 32, seed)
             }
         }
-        other => Err(smallgrad::Error::InvalidArgument { op: "dataset", msg: format!("unknown dataset {other}") }),
+        other => Err(smallgrad::Error::InvalidArgument {
+            op: "dataset",
+            msg: format!("unknown dataset {other}"),
+        }),
     }
 }

@@ -35,13 +35,19 @@ fn run(args: Args) -> smallgrad::Result<()> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
-            .map_err(|e| smallgrad::Error::InvalidArgument { op: "--threads", msg: e.to_string() })?;
+            .map_err(|e| smallgrad::Error::InvalidArgument {
+                op: "--threads",
+                msg: e.to_string(),
+            })?;
     }
     match args.device.as_str() {
         "cpu" => {}
         "cuda" => Device::Cuda(0).check_available()?,
         other => {
-            return Err(smallgrad::Error::InvalidArgument { op: "--device", msg: format!("unknown device {other} (cpu, cuda)") });
+            return Err(smallgrad::Error::InvalidArgument {
+                op: "--device",
+                msg: format!("unknown device {other} (cpu, cuda)"),
+            });
         }
     }
     let data = dataset::load(&args.dataset, &args.data, args.per_class, args.seed)?;
@@ -68,10 +74,18 @@ fn run(args: Args) -> smallgrad::Result<()> {
         args.seed,
         rayon::current_num_threads()
     );
-    let losses: Vec<LossKind> = if args.compare { vec![LossKind::Xent, LossKind::CosineXent] } else { vec![args.loss.unwrap()] };
+    let losses: Vec<LossKind> = if args.compare {
+        vec![LossKind::Xent, LossKind::CosineXent]
+    } else {
+        vec![args.loss.unwrap()]
+    };
     let mut results = Vec::new();
     for &kind in &losses {
-        let out = if losses.len() > 1 { args.out.join(kind.name()) } else { args.out.clone() };
+        let out = if losses.len() > 1 {
+            args.out.join(kind.name())
+        } else {
+            args.out.clone()
+        };
         let r = train::run(&args, kind, &data, &out)?;
         println!(
             "[{}] top-1 {:.2}% | {:.0} s | {:.1} train images/s | wrote {} and {}",
@@ -96,12 +110,20 @@ fn run(args: Args) -> smallgrad::Result<()> {
     if data.synthetic {
         println!("(SYNTHETIC data: these numbers are a smoke test, not a result.)");
     }
-    println!("{}, {} images per class, {} epochs, seed {}:", data.source, args.per_class, args.epochs, args.seed);
+    println!(
+        "{}, {} images per class, {} epochs, seed {}:",
+        data.source, args.per_class, args.epochs, args.seed
+    );
     println!();
     println!("| Model (loss) | Top-1 accuracy (%) |");
     println!("|---|---|");
     for r in &results {
-        println!("| {} ({}) | {:.2} |", arch_label(&args.arch), loss_label(r.loss, args.xent_weight), 100.0 * r.test_acc);
+        println!(
+            "| {} ({}) | {:.2} |",
+            arch_label(&args.arch),
+            loss_label(r.loss, args.xent_weight),
+            100.0 * r.test_acc
+        );
     }
     Ok(())
 }

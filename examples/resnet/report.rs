@@ -62,22 +62,61 @@ pub fn write_svg(path: &Path, title: &str, rows: &[EpochMetrics]) -> std::io::Re
     let (w, h, pad) = (900.0, 360.0, 50.0);
     let panel_w = (w - 3.0 * pad) / 2.0;
     let mut s = String::new();
-    writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#).unwrap();
+    writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    )
+    .unwrap();
     writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#).unwrap();
-    writeln!(s, r#"<text x="{}" y="20" text-anchor="middle" font-size="14">{}</text>"#, w / 2.0, xml(title)).unwrap();
+    writeln!(
+        s,
+        r#"<text x="{}" y="20" text-anchor="middle" font-size="14">{}</text>"#,
+        w / 2.0,
+        xml(title)
+    )
+    .unwrap();
     let max_epoch = rows.last().map(|r| r.epoch as f64).unwrap_or(1.0).max(1.0);
-    let loss_max = rows.iter().map(|r| r.train_loss).filter(|v| v.is_finite()).fold(1e-9, f64::max);
-    let panels = [(pad, "training loss", loss_max), (2.0 * pad + panel_w, "top-1 accuracy", 1.0)];
+    let loss_max = rows
+        .iter()
+        .map(|r| r.train_loss)
+        .filter(|v| v.is_finite())
+        .fold(1e-9, f64::max);
+    let panels = [
+        (pad, "training loss", loss_max),
+        (2.0 * pad + panel_w, "top-1 accuracy", 1.0),
+    ];
     for (x0, label, ymax) in panels {
         let (y0, ph) = (40.0, h - 90.0);
-        writeln!(s, r##"<rect x="{x0}" y="{y0}" width="{panel_w}" height="{ph}" fill="none" stroke="#888"/>"##).unwrap();
-        writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{label}</text>"#, x0 + panel_w / 2.0, h - 20.0).unwrap();
+        writeln!(
+            s,
+            r##"<rect x="{x0}" y="{y0}" width="{panel_w}" height="{ph}" fill="none" stroke="#888"/>"##
+        )
+        .unwrap();
+        writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">{label}</text>"#,
+            x0 + panel_w / 2.0,
+            h - 20.0
+        )
+        .unwrap();
         for k in 0..=4 {
             let v = ymax * k as f64 / 4.0;
             let y = y0 + ph - ph * k as f64 / 4.0;
-            writeln!(s, r#"<text x="{}" y="{}" text-anchor="end" font-size="10">{v:.2}</text>"#, x0 - 4.0, y + 3.0).unwrap();
+            writeln!(
+                s,
+                r#"<text x="{}" y="{}" text-anchor="end" font-size="10">{v:.2}</text>"#,
+                x0 - 4.0,
+                y + 3.0
+            )
+            .unwrap();
         }
-        writeln!(s, r#"<text x="{}" y="{}" font-size="10">epoch {max_epoch}</text>"#, x0 + panel_w - 50.0, y0 + ph + 14.0).unwrap();
+        writeln!(
+            s,
+            r#"<text x="{}" y="{}" font-size="10">epoch {max_epoch}</text>"#,
+            x0 + panel_w - 50.0,
+            y0 + ph + 14.0
+        )
+        .unwrap();
         let px = |e: f64| x0 + panel_w * e / max_epoch;
         let py = |v: f64| y0 + ph - ph * (v / ymax).clamp(0.0, 1.0);
         let series: Vec<(&str, Vec<(f64, f64)>)> = if label == "training loss" {
@@ -85,18 +124,33 @@ pub fn write_svg(path: &Path, title: &str, rows: &[EpochMetrics]) -> std::io::Re
         } else {
             vec![
                 ("#1f77b4", rows.iter().map(|r| (r.epoch as f64, r.train_acc)).collect()),
-                ("#d62728", rows.iter().filter_map(|r| r.test_acc.map(|a| (r.epoch as f64, a))).collect()),
+                (
+                    "#d62728",
+                    rows.iter()
+                        .filter_map(|r| r.test_acc.map(|a| (r.epoch as f64, a)))
+                        .collect(),
+                ),
             ]
         };
         for (color, pts) in series {
             let path: Vec<String> = pts.iter().map(|&(e, v)| format!("{:.1},{:.1}", px(e), py(v))).collect();
             if !path.is_empty() {
-                writeln!(s, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, path.join(" ")).unwrap();
+                writeln!(
+                    s,
+                    r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+                    path.join(" ")
+                )
+                .unwrap();
             }
         }
     }
     let lx = 2.0 * pad + panel_w + 10.0;
-    writeln!(s, r##"<text x="{lx}" y="55" fill="#1f77b4">train</text><text x="{}" y="55" fill="#d62728">test</text>"##, lx + 45.0).unwrap();
+    writeln!(
+        s,
+        r##"<text x="{lx}" y="55" fill="#1f77b4">train</text><text x="{}" y="55" fill="#d62728">test</text>"##,
+        lx + 45.0
+    )
+    .unwrap();
     writeln!(s, "</svg>").unwrap();
     std::fs::write(path, s)
 }

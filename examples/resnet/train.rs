@@ -27,9 +27,22 @@ pub struct RunResult {
 
 pub fn build_model(args: &Args, channels: usize, classes: usize) -> Result<ResNet<f32>> {
     let cifar = |depth| {
-        cifar_resnet(depth, &CifarResNetConfig { in_channels: channels, num_classes: classes, width: args.width, seed: args.seed })
+        cifar_resnet(
+            depth,
+            &CifarResNetConfig {
+                in_channels: channels,
+                num_classes: classes,
+                width: args.width,
+                seed: args.seed,
+            },
+        )
     };
-    let imagenet = ResNetConfig { in_channels: channels, num_classes: classes, small_input_stem: true, seed: args.seed };
+    let imagenet = ResNetConfig {
+        in_channels: channels,
+        num_classes: classes,
+        small_input_stem: true,
+        seed: args.seed,
+    };
     match args.arch.as_str() {
         "resnet20" => cifar(20),
         "resnet32" => cifar(32),
@@ -39,7 +52,10 @@ pub fn build_model(args: &Args, channels: usize, classes: usize) -> Result<ResNe
         "resnet18" => resnet18(&imagenet),
         "resnet34" => resnet34(&imagenet),
         "resnet50" => resnet50(&imagenet),
-        other => Err(Error::InvalidArgument { op: "--arch", msg: format!("unknown architecture {other}") }),
+        other => Err(Error::InvalidArgument {
+            op: "--arch",
+            msg: format!("unknown architecture {other}"),
+        }),
     }
 }
 
@@ -52,7 +68,10 @@ struct Head {
 impl Head {
     fn new(classes: usize, seed: u64) -> Result<Self> {
         let mut rng = Rng::new(seed ^ 0x4EAD);
-        Ok(Head { bn: BatchNorm1d::new(classes, Device::Cpu)?, fc: Linear::new(classes, classes, true, &mut rng, Device::Cpu)? })
+        Ok(Head {
+            bn: BatchNorm1d::new(classes, Device::Cpu)?,
+            fc: Linear::new(classes, classes, true, &mut rng, Device::Cpu)?,
+        })
     }
     fn forward(&self, embedding: &Tensor<f32>) -> Result<Tensor<f32>> {
         self.fc.forward(&self.bn.forward(&embedding.relu()?)?)
@@ -74,13 +93,29 @@ fn loss_and_scores(
 ) -> Result<(Tensor<f32>, Tensor<f32>)> {
     Ok(match kind {
         LossKind::Xent => (cross_entropy(logits, targets, Reduction::Mean)?, logits.clone()),
-        LossKind::Cosine => (CosineLoss { xent: 0.0, reduction: Reduction::Mean }.forward(logits, targets)?, logits.clone()),
-        LossKind::CosineXent => {
-            (CosineLoss { xent: xent_weight, reduction: Reduction::Mean }.forward(logits, targets)?, logits.clone())
-        }
+        LossKind::Cosine => (
+            CosineLoss {
+                xent: 0.0,
+                reduction: Reduction::Mean,
+            }
+            .forward(logits, targets)?,
+            logits.clone(),
+        ),
+        LossKind::CosineXent => (
+            CosineLoss {
+                xent: xent_weight,
+                reduction: Reduction::Mean,
+            }
+            .forward(logits, targets)?,
+            logits.clone(),
+        ),
         LossKind::CosineXentHead => {
             let head = head.expect("the head exists for cosine-xent-head");
-            let cos = CosineLoss { xent: 0.0, reduction: Reduction::Mean }.forward(logits, targets)?;
+            let cos = CosineLoss {
+                xent: 0.0,
+                reduction: Reduction::Mean,
+            }
+            .forward(logits, targets)?;
             let head_logits = head.forward(&logits.normalize(1, 1e-12)?)?;
             let xent = cross_entropy(&head_logits, targets, Reduction::Mean)?;
             (cos.add(&xent.mul_scalar(xent_weight as f32)?)?, head_logits)
@@ -90,24 +125,50 @@ fn loss_and_scores(
 
 fn schedule(args: &Args) -> Box<dyn LrSchedule> {
     match args.schedule.as_str() {
-        "step" => Box::new(StepDecay { base_lr: args.lr, step_size: (args.epochs / 3).max(1), gamma: 0.1 }),
+        "step" => Box::new(StepDecay {
+            base_lr: args.lr,
+            step_size: (args.epochs / 3).max(1),
+            gamma: 0.1,
+        }),
         // SGDR as the paper: cycles T0, 2 T0, 4 T0, ...; T0 chosen so that cycles fill the run.
-        "sgdr" => Box::new(WarmRestarts { base_lr: args.lr, min_lr: 1e-6, t0: (args.epochs / 7).max(1), t_mult: 2 }),
-        "constant" => Box::new(StepDecay { base_lr: args.lr, step_size: usize::MAX, gamma: 1.0 }),
-        _ => Box::new(CosineAnnealing { base_lr: args.lr, min_lr: 0.0, t_max: args.epochs }),
+        "sgdr" => Box::new(WarmRestarts {
+            base_lr: args.lr,
+            min_lr: 1e-6,
+            t0: (args.epochs / 7).max(1),
+            t_mult: 2,
+        }),
+        "constant" => Box::new(StepDecay {
+            base_lr: args.lr,
+            step_size: usize::MAX,
+            gamma: 1.0,
+        }),
+        _ => Box::new(CosineAnnealing {
+            base_lr: args.lr,
+            min_lr: 0.0,
+            t_max: args.epochs,
+        }),
     }
 }
 
 /// Images `[n, C, H, W]` of `ds` at `idx`, scaled to [0, 1] and normalised.
 fn batch_tensor(ds: &Dataset, idx: std::ops::Range<usize>, norm: &Normalization) -> Result<Tensor<f32>> {
     let len = ds.image_len();
-    let data: Vec<f32> = ds.images()[idx.start * len..idx.end * len].iter().map(|&b| b as f32 / 255.0).collect();
+    let data: Vec<f32> = ds.images()[idx.start * len..idx.end * len]
+        .iter()
+        .map(|&b| b as f32 / 255.0)
+        .collect();
     let x = Tensor::from_vec(data, &[idx.len(), ds.channels(), ds.height(), ds.width()], Device::Cpu)?;
     norm.apply(&x)
 }
 
 /// Top-1 accuracy on `ds`, in evaluation mode, without recording a graph.
-fn evaluate(model: &mut ResNet<f32>, head: &mut Option<Head>, kind: LossKind, ds: &Dataset, norm: &Normalization) -> Result<f64> {
+fn evaluate(
+    model: &mut ResNet<f32>,
+    head: &mut Option<Head>,
+    kind: LossKind,
+    ds: &Dataset,
+    norm: &Normalization,
+) -> Result<f64> {
     model.set_training(false);
     if let Some(h) = head.as_mut() {
         h.bn.set_training(false);
@@ -123,7 +184,11 @@ fn evaluate(model: &mut ResNet<f32>, head: &mut Option<Head>, kind: LossKind, ds
                 _ => logits,
             };
             let pred = scores.argmax(1)?;
-            correct += pred.iter().zip(&ds.labels()[start..end]).filter(|(p, t)| p == t).count();
+            correct += pred
+                .iter()
+                .zip(&ds.labels()[start..end])
+                .filter(|(p, t)| p == t)
+                .count();
         }
         Ok(())
     });
@@ -181,14 +246,21 @@ impl Trainer {
             opts.push(("headopt", ho));
         }
         let metrics: Vec<String> = self.rows.iter().map(EpochMetrics::to_record).collect();
-        let extra = [("config".to_string(), config.to_string()), ("metrics".to_string(), metrics.join(";"))];
+        let extra = [
+            ("config".to_string(), config.to_string()),
+            ("metrics".to_string(), metrics.join(";")),
+        ];
         checkpoint::save(path, &self.modules(), &opts, self.epoch, &self.rng, &extra)
     }
 
     fn resume(&mut self, path: &Path, config: &str) -> Result<()> {
         // Refuse a checkpoint of another configuration before touching anything.
         let (_, meta) = smallgrad::serialize::load::<f32>(path)?;
-        let saved = meta.iter().find(|(k, _)| k == "config").map(|(_, v)| v.as_str()).unwrap_or("");
+        let saved = meta
+            .iter()
+            .find(|(k, _)| k == "config")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
         if saved != config {
             return Err(Error::Io {
                 path: path.display().to_string(),
@@ -207,15 +279,28 @@ impl Trainer {
         let state = checkpoint::load(path, &modules, &mut opts)?;
         self.epoch = state.epoch;
         self.rng = state.rng;
-        let metrics = state.metadata.iter().find(|(k, _)| k == "metrics").map(|(_, v)| v.as_str()).unwrap_or("");
-        self.rows = metrics.split(';').filter(|r| !r.is_empty()).map(EpochMetrics::from_record).collect();
+        let metrics = state
+            .metadata
+            .iter()
+            .find(|(k, _)| k == "metrics")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        self.rows = metrics
+            .split(';')
+            .filter(|r| !r.is_empty())
+            .map(EpochMetrics::from_record)
+            .collect();
         Ok(())
     }
 }
 
 fn fmt_secs(s: f64) -> String {
     let s = s.max(0.0) as u64;
-    if s >= 3600 { format!("{}h{:02}m", s / 3600, s % 3600 / 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
 }
 
 pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<RunResult> {
@@ -227,22 +312,58 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
     };
     let norm = Normalization::from_dataset(&train)?;
     let pad = if train.height() >= 32 { 4 } else { 2 };
-    let augment = Augment { pad, flip: args.dataset != "mnist" };
+    let augment = Augment {
+        pad,
+        flip: args.dataset != "mnist",
+    };
 
     let model = build_model(args, train.channels(), classes)?;
     let momentum = 0.9;
-    let opt = Sgd::new(model.parameters(), SgdConfig { lr: args.lr, momentum, weight_decay: args.wd, ..Default::default() })?;
-    let head = if kind == LossKind::CosineXentHead { Some(Head::new(classes, args.seed)?) } else { None };
+    let opt = Sgd::new(
+        model.parameters(),
+        SgdConfig {
+            lr: args.lr,
+            momentum,
+            weight_decay: args.wd,
+            ..Default::default()
+        },
+    )?;
+    let head = if kind == LossKind::CosineXentHead {
+        Some(Head::new(classes, args.seed)?)
+    } else {
+        None
+    };
     // The head's own L2 penalty: 1e-3 weight decay (the authors' 5e-4 * ||w||² penalty).
     let head_opt = match &head {
-        Some(h) => Some(Sgd::new(h.parameters(), SgdConfig { lr: args.lr, momentum, weight_decay: 1e-3, ..Default::default() })?),
+        Some(h) => Some(Sgd::new(
+            h.parameters(),
+            SgdConfig {
+                lr: args.lr,
+                momentum,
+                weight_decay: 1e-3,
+                ..Default::default()
+            },
+        )?),
         None => None,
     };
-    let mut t = Trainer { model, head, opt, head_opt, rng: Rng::new(args.seed ^ 0xDA7A), epoch: 0, rows: Vec::new() };
+    let mut t = Trainer {
+        model,
+        head,
+        opt,
+        head_opt,
+        rng: Rng::new(args.seed ^ 0xDA7A),
+        epoch: 0,
+        rows: Vec::new(),
+    };
     let config = config_string(args, kind);
     if let Some(path) = &args.resume {
         t.resume(path, &config)?;
-        eprintln!("[{}] resumed from {} after epoch {}", kind.name(), path.display(), t.epoch);
+        eprintln!(
+            "[{}] resumed from {} after epoch {}",
+            kind.name(),
+            path.display(),
+            t.epoch
+        );
     }
     let sched = schedule(args);
     let steps = train.len().div_ceil(args.batch);
@@ -252,12 +373,17 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
     let mut memory = Vec::new();
     let mut global_step = t.epoch * steps;
     let mut test_acc = t.rows.iter().rev().find_map(|r| r.test_acc).unwrap_or(f64::NAN);
-    std::fs::create_dir_all(out).map_err(|e| Error::Io { path: out.display().to_string(), msg: e.to_string() })?;
+    std::fs::create_dir_all(out).map_err(|e| Error::Io {
+        path: out.display().to_string(),
+        msg: e.to_string(),
+    })?;
 
     while t.epoch < args.epochs {
         let epoch_start = Instant::now();
         let epoch_seed = t.rng.next_u64();
-        let batches = Batches::new(&train, args.batch, epoch_seed, false)?.with_augment(augment)?.with_normalization(norm.clone())?;
+        let batches = Batches::new(&train, args.batch, epoch_seed, false)?
+            .with_augment(augment)?
+            .with_normalization(norm.clone())?;
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = args.lr;
         for (step, (x, y)) in batches.enumerate() {
@@ -304,7 +430,12 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
         let secs = epoch_start.elapsed().as_secs_f64();
         let evaluate_now = t.epoch % args.eval_every == 0 || t.epoch == args.epochs;
         let acc = if evaluate_now {
-            eprint!("\r[{label}] epoch {}/{}: evaluating on {} test images...            ", t.epoch, args.epochs, test.len());
+            eprint!(
+                "\r[{label}] epoch {}/{}: evaluating on {} test images...            ",
+                t.epoch,
+                args.epochs,
+                test.len()
+            );
             let a = evaluate(&mut t.model, &mut t.head, kind, &test, &norm)?;
             test_acc = a;
             Some(a)
@@ -331,9 +462,17 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
             secs,
             r.images_per_s
         );
-        let io = |e: std::io::Error| Error::Io { path: out.display().to_string(), msg: e.to_string() };
+        let io = |e: std::io::Error| Error::Io {
+            path: out.display().to_string(),
+            msg: e.to_string(),
+        };
         write_csv(&out.join("metrics.csv"), &t.rows).map_err(io)?;
-        write_svg(&out.join("curves.svg"), &format!("{} on {} ({})", args.arch, data.source, label), &t.rows).map_err(io)?;
+        write_svg(
+            &out.join("curves.svg"),
+            &format!("{} on {} ({})", args.arch, data.source, label),
+            &t.rows,
+        )
+        .map_err(io)?;
         if let Some(path) = &args.save {
             t.save(path, &config)?;
         }

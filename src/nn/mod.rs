@@ -9,7 +9,9 @@
 mod layers;
 pub mod resnet;
 
-pub use layers::{AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Sequential};
+pub use layers::{
+    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Sequential,
+};
 
 use crate::dtype::Float;
 use crate::{Result, Tensor};
@@ -62,7 +64,10 @@ pub fn load_state_dict<T: Float>(module: &dyn Module<T>, saved: &[(String, Tenso
     let targets = state_dict(module);
     for (name, _) in saved {
         if !targets.iter().any(|(n, _)| n == name) {
-            return Err(crate::Error::invalid("load_state_dict", format!("the module has no tensor named `{name}`")));
+            return Err(crate::Error::invalid(
+                "load_state_dict",
+                format!("the module has no tensor named `{name}`"),
+            ));
         }
     }
     let mut pairs = Vec::with_capacity(targets.len());
@@ -75,7 +80,11 @@ pub fn load_state_dict<T: Float>(module: &dyn Module<T>, saved: &[(String, Tenso
         if src.shape() != dst.shape() {
             return Err(crate::Error::shape(
                 "load_state_dict",
-                format!("`{name}`: saved shape {:?}, module shape {:?}", src.shape(), dst.shape()),
+                format!(
+                    "`{name}`: saved shape {:?}, module shape {:?}",
+                    src.shape(),
+                    dst.shape()
+                ),
             ));
         }
         pairs.push((dst, src));

@@ -81,13 +81,7 @@ pub(super) fn channel_stats<T: Float>(d: BnDims, x: &[T]) -> Vec<(T, T)> {
 
 /// `y = (x - mean[c]) * scale[c] + shift[c]`, with `scale = invstd * weight` and
 /// `shift = bias` per channel.
-pub(super) fn normalize<T: Float>(
-    d: BnDims,
-    x: &[T],
-    mean: &[T],
-    scale: &[T],
-    shift: &[T],
-) -> Vec<T> {
+pub(super) fn normalize<T: Float>(d: BnDims, x: &[T], mean: &[T], scale: &[T], shift: &[T]) -> Vec<T> {
     let mut out = vec![T::ZERO; d.numel()];
     let row = d.c * d.s;
     for_each_row(&mut out, row, row, |i, orow| {
@@ -104,13 +98,7 @@ pub(super) fn normalize<T: Float>(
 }
 
 /// Per channel: `(sum dy, sum dy * xhat)` with `xhat = (x - mean) * invstd`.
-pub(super) fn grad_sums<T: Float>(
-    d: BnDims,
-    x: &[T],
-    g: &[T],
-    mean: &[T],
-    invstd: &[T],
-) -> Vec<(T, T)> {
+pub(super) fn grad_sums<T: Float>(d: BnDims, x: &[T], g: &[T], mean: &[T], invstd: &[T]) -> Vec<(T, T)> {
     per_channel(d, |c| {
         let mu = mean[c];
         let (mut sg, mut sgx) = (T::ZERO, T::ZERO);

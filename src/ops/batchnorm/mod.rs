@@ -63,9 +63,7 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
         let d = self.dims;
         let x_in = &inputs[0];
         let w_in = self.has_weight.then(|| &inputs[1]);
-        let b_in = self
-            .has_bias
-            .then(|| &inputs[1 + usize::from(self.has_weight)]);
+        let b_in = self.has_bias.then(|| &inputs[1 + usize::from(self.has_weight)]);
         let needs = |t: Option<&Tensor<T>>| t.is_some_and(|t| t.is_requires_grad());
         let (need_x, need_w, need_b) = (x_in.is_requires_grad(), needs(w_in), needs(b_in));
 
@@ -99,9 +97,7 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
             };
             Tensor::from_parts(data, x_in.shape().to_vec(), g.device())
         });
-        let per_channel = |f: fn(&(T, T)) -> T| {
-            Tensor::from_parts(sums.iter().map(f).collect(), vec![d.c], g.device())
-        };
+        let per_channel = |f: fn(&(T, T)) -> T| Tensor::from_parts(sums.iter().map(f).collect(), vec![d.c], g.device());
         let mut grads = vec![dx];
         if self.has_weight {
             grads.push(need_w.then(|| per_channel(|s| s.1)));
@@ -114,12 +110,7 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
 }
 
 /// `Err` unless `t` is a `[c]` vector on `device`.
-fn check_channel_vec<T: Float>(
-    name: &str,
-    t: Option<&Tensor<T>>,
-    c: usize,
-    x: &Tensor<T>,
-) -> Result<()> {
+fn check_channel_vec<T: Float>(name: &str, t: Option<&Tensor<T>>, c: usize, x: &Tensor<T>) -> Result<()> {
     let Some(t) = t else { return Ok(()) };
     x.same_device(OP, t)?;
     if t.shape() != [c] {
@@ -195,10 +186,7 @@ impl<T: Float> Tensor<T> {
         check_channel_vec("weight", weight, d.c, self)?;
         check_channel_vec("bias", bias, d.c, self)?;
         if !(eps.is_finite() && eps > 0.0) {
-            return Err(Error::invalid(
-                OP,
-                format!("eps = {eps}, expected a finite value > 0"),
-            ));
+            return Err(Error::invalid(OP, format!("eps = {eps}, expected a finite value > 0")));
         }
         if !momentum.is_finite() {
             return Err(Error::invalid(
@@ -210,9 +198,7 @@ impl<T: Float> Tensor<T> {
         if training && m == 1 {
             return Err(Error::invalid(
                 OP,
-                format!(
-                    "expected more than 1 value per channel when training, got input of shape {shape:?}"
-                ),
+                format!("expected more than 1 value per channel when training, got input of shape {shape:?}"),
             ));
         }
         let eps_t = T::from_f64(eps);
@@ -270,11 +256,7 @@ impl<T: Float> Tensor<T> {
             let mom = T::from_f64(momentum);
             let keep = T::ONE - mom;
             if let Some(rm) = running_mean {
-                rm.update_in_place(|v| {
-                    v.iter_mut()
-                        .zip(&mean)
-                        .for_each(|(r, &b)| *r = keep * *r + mom * b)
-                })?;
+                rm.update_in_place(|v| v.iter_mut().zip(&mean).for_each(|(r, &b)| *r = keep * *r + mom * b))?;
             }
             if let Some(rv) = running_var {
                 rv.update_in_place(|v| {
@@ -306,20 +288,13 @@ mod tests {
 
     fn mean_var(v: &[f64]) -> (f64, f64) {
         let m = v.iter().sum::<f64>() / v.len() as f64;
-        (
-            m,
-            v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64,
-        )
+        (m, v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64)
     }
 
     #[test]
     fn training_output_is_standardised_and_affine() {
         for shape in [&[5, 3][..], &[4, 3, 5], &[2, 3, 4, 3]] {
-            let x = randn(shape, 1)
-                .mul_scalar(3.0)
-                .unwrap()
-                .add_scalar(2.0)
-                .unwrap();
+            let x = randn(shape, 1).mul_scalar(3.0).unwrap().add_scalar(2.0).unwrap();
             let y = x
                 .batch_norm(None, None, None, None, true, 0.1, 1e-5)
                 .unwrap()
@@ -327,10 +302,7 @@ mod tests {
                 .unwrap();
             for c in 0..3 {
                 let (m, v) = mean_var(&channel(&y, shape, c));
-                assert!(
-                    m.abs() < 1e-12 && (v - 1.0).abs() < 1e-5,
-                    "{shape:?} c{c}: {m} {v}"
-                );
+                assert!(m.abs() < 1e-12 && (v - 1.0).abs() < 1e-5, "{shape:?} c{c}: {m} {v}");
             }
             let w = Tensor::from_vec(vec![2.0, -1.0, 0.5], &[3], Device::Cpu).unwrap();
             let b = Tensor::from_vec(vec![1.0, 0.0, -3.0], &[3], Device::Cpu).unwrap();
@@ -355,8 +327,7 @@ mod tests {
         let rm = Tensor::from_vec(vec![0.5, -1.0], &[2], Device::Cpu).unwrap();
         let rv = Tensor::from_vec(vec![2.0, 0.25], &[2], Device::Cpu).unwrap();
         let v0 = rm.version();
-        x.batch_norm(Some(&rm), Some(&rv), None, None, true, 0.3, 1e-5)
-            .unwrap();
+        x.batch_norm(Some(&rm), Some(&rv), None, None, true, 0.3, 1e-5).unwrap();
         assert!(rm.version() > v0, "the update goes through update_in_place");
         let (rmv, rvv) = (rm.to_vec().unwrap(), rv.to_vec().unwrap());
         for (c, (m0, v0)) in [(0.5, 2.0), (-1.0, 0.25)].into_iter().enumerate() {
@@ -398,32 +369,17 @@ mod tests {
             // Fresh running stats each call, so the in-place update never leaks between calls.
             let (rm, rv) = (t(&rmv, &[c]), t(&rvv, &[c]));
             let (w, b) = (t(w, &[c]), t(b, &[c]));
-            let (w, b) = if affine {
-                (Some(&w), Some(&b))
-            } else {
-                (None, None)
-            };
+            let (w, b) = if affine { (Some(&w), Some(&b)) } else { (None, None) };
             let y = t(x, shape)
                 .batch_norm(Some(&rm), Some(&rv), w, b, training, 0.1, 1e-3)
                 .unwrap();
-            y.to_vec()
-                .unwrap()
-                .iter()
-                .zip(&gv)
-                .map(|(y, g)| y * g)
-                .sum()
+            y.to_vec().unwrap().iter().zip(&gv).map(|(y, g)| y * g).sum()
         };
         let x = t(&xv, shape).requires_grad();
         let (w, b) = (t(&wv, &[c]).requires_grad(), t(&bv, &[c]).requires_grad());
         let (rm, rv) = (t(&rmv, &[c]), t(&rvv, &[c]));
-        let (wo, bo) = if affine {
-            (Some(&w), Some(&b))
-        } else {
-            (None, None)
-        };
-        let y = x
-            .batch_norm(Some(&rm), Some(&rv), wo, bo, training, 0.1, 1e-3)
-            .unwrap();
+        let (wo, bo) = if affine { (Some(&w), Some(&b)) } else { (None, None) };
+        let y = x.batch_norm(Some(&rm), Some(&rv), wo, bo, training, 0.1, 1e-3).unwrap();
         y.backward_with(&t(&gv, shape)).unwrap();
         let h = 1e-6;
         let mut cases = vec![(0, x.grad().unwrap().to_vec().unwrap())];
@@ -493,22 +449,9 @@ mod tests {
         let x = randn(&[4, 3, 2], 1);
         let v3 = Tensor::<f64>::ones(&[3], Device::Cpu).unwrap();
         let v2 = Tensor::<f64>::ones(&[2], Device::Cpu).unwrap();
-        let bn =
-            |x: &Tensor<f64>, rm, rv, w, b, tr, mom, eps| x.batch_norm(rm, rv, w, b, tr, mom, eps);
+        let bn = |x: &Tensor<f64>, rm, rv, w, b, tr, mom, eps| x.batch_norm(rm, rv, w, b, tr, mom, eps);
         assert!(bn(&randn(&[4], 1), None, None, None, None, true, 0.1, 1e-5).is_err());
-        assert!(
-            bn(
-                &randn(&[1, 2, 3, 4, 5], 1),
-                None,
-                None,
-                None,
-                None,
-                true,
-                0.1,
-                1e-5
-            )
-            .is_err()
-        );
+        assert!(bn(&randn(&[1, 2, 3, 4, 5], 1), None, None, None, None, true, 0.1, 1e-5).is_err());
         assert!(bn(&x, Some(&v2), None, None, None, true, 0.1, 1e-5).is_err());
         assert!(bn(&x, None, Some(&v2), None, None, true, 0.1, 1e-5).is_err());
         assert!(bn(&x, None, None, Some(&v2), None, true, 0.1, 1e-5).is_err());
@@ -536,12 +479,8 @@ mod tests {
     #[test]
     fn weight_updated_in_place_after_forward_fails_backward() {
         let x = randn(&[4, 2], 1).requires_grad();
-        let w = Tensor::<f64>::ones(&[2], Device::Cpu)
-            .unwrap()
-            .requires_grad();
-        let y = x
-            .batch_norm(None, None, Some(&w), None, true, 0.1, 1e-5)
-            .unwrap();
+        let w = Tensor::<f64>::ones(&[2], Device::Cpu).unwrap().requires_grad();
+        let y = x.batch_norm(None, None, Some(&w), None, true, 0.1, 1e-5).unwrap();
         w.update_in_place(|v| v[0] = 2.0).unwrap();
         assert!(y.sum().unwrap().backward().is_err());
     }
@@ -553,21 +492,14 @@ mod determinism {
 
     /// Forward and backward of a large batch norm, in a pool of `threads` threads.
     fn run(threads: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
             let x = Tensor::<f32>::randn(&[16, 6, 24, 20], 3, Device::Cpu)
                 .unwrap()
                 .requires_grad();
-            let w = Tensor::<f32>::randn(&[6], 4, Device::Cpu)
-                .unwrap()
-                .requires_grad();
+            let w = Tensor::<f32>::randn(&[6], 4, Device::Cpu).unwrap().requires_grad();
             let g = Tensor::<f32>::randn(x.shape(), 5, Device::Cpu).unwrap();
-            let y = x
-                .batch_norm(None, None, Some(&w), None, true, 0.1, 1e-5)
-                .unwrap();
+            let y = x.batch_norm(None, None, Some(&w), None, true, 0.1, 1e-5).unwrap();
             y.backward_with(&g).unwrap();
             (
                 y.to_vec().unwrap(),

@@ -48,11 +48,15 @@ impl Conv2dParams {
     /// Input row read by output row `oy` at kernel row `ki`, if inside the image.
     #[inline]
     fn in_y(&self, oy: usize, ki: usize) -> Option<usize> {
-        (oy * self.stride_h + ki).checked_sub(self.pad_h).filter(|&y| y < self.h)
+        (oy * self.stride_h + ki)
+            .checked_sub(self.pad_h)
+            .filter(|&y| y < self.h)
     }
     #[inline]
     fn in_x(&self, ox: usize, kj: usize) -> Option<usize> {
-        (ox * self.stride_w + kj).checked_sub(self.pad_w).filter(|&x| x < self.w)
+        (ox * self.stride_w + kj)
+            .checked_sub(self.pad_w)
+            .filter(|&x| x < self.w)
     }
 }
 
@@ -109,7 +113,11 @@ pub(crate) fn forward<T: Float>(x: &[T], wt: &[T], bias: Option<&[T]>, p: &Conv2
     let (img_in, img_out) = (p.c * p.h * p.w, p.o * np);
     let mut out = vec![T::ZERO; p.n * img_out];
     let body = |(ci, out_chunk): (usize, &mut [T])| {
-        let mut col = if p.is_pointwise() { Vec::new() } else { vec![T::ZERO; k * np] };
+        let mut col = if p.is_pointwise() {
+            Vec::new()
+        } else {
+            vec![T::ZERO; k * np]
+        };
         for (j, y) in out_chunk.chunks_mut(img_out).enumerate() {
             let xi = &x[(ci * CHUNK + j) * img_in..][..img_in];
             let cm: &[T] = if p.is_pointwise() {
@@ -148,7 +156,11 @@ pub(crate) fn backward<T: Float>(
 ) -> (Option<Vec<T>>, Option<Vec<T>>) {
     let (k, np) = (p.k(), p.p());
     let (img_in, img_out) = (p.c * p.h * p.w, p.o * np);
-    let mut dx = if need_dx { vec![T::ZERO; p.n * img_in] } else { Vec::new() };
+    let mut dx = if need_dx {
+        vec![T::ZERO; p.n * img_in]
+    } else {
+        Vec::new()
+    };
     let chunks = p.n.div_ceil(CHUNK);
     // One chunk: its images in order; returns the chunk's partial dW.
     let body = |ci: usize, dx_chunk: Option<&mut [T]>| -> Vec<T> {
@@ -177,7 +189,15 @@ pub(crate) fn backward<T: Float>(
                     // dX[n] = Wᵀ (k x o) · dY[n] (o x np), straight into the image.
                     gemm(k, np, p.o, MatRef::new(wt, k).t(), MatRef::new(dyi, np), dxi, false);
                 } else {
-                    gemm(k, np, p.o, MatRef::new(wt, k).t(), MatRef::new(dyi, np), &mut dcol, false);
+                    gemm(
+                        k,
+                        np,
+                        p.o,
+                        MatRef::new(wt, k).t(),
+                        MatRef::new(dyi, np),
+                        &mut dcol,
+                        false,
+                    );
                     col2im(&dcol, p, dxi);
                 }
             }
@@ -186,8 +206,16 @@ pub(crate) fn backward<T: Float>(
     };
     let parallel = p.n > 1 && p.n * img_out * k >= crate::backend::cpu::PAR_THRESHOLD;
     let partials: Vec<Vec<T>> = match (need_dx, parallel) {
-        (true, true) => dx.par_chunks_mut(CHUNK * img_in).enumerate().map(|(ci, d)| body(ci, Some(d))).collect(),
-        (true, false) => dx.chunks_mut(CHUNK * img_in).enumerate().map(|(ci, d)| body(ci, Some(d))).collect(),
+        (true, true) => dx
+            .par_chunks_mut(CHUNK * img_in)
+            .enumerate()
+            .map(|(ci, d)| body(ci, Some(d)))
+            .collect(),
+        (true, false) => dx
+            .chunks_mut(CHUNK * img_in)
+            .enumerate()
+            .map(|(ci, d)| body(ci, Some(d)))
+            .collect(),
         (false, true) => (0..chunks).into_par_iter().map(|ci| body(ci, None)).collect(),
         (false, false) => (0..chunks).map(|ci| body(ci, None)).collect(),
     };

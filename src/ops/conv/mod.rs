@@ -46,7 +46,11 @@ impl<T: Float> Backward<T> for Conv2dBackward<T> {
             dw.map(|d| Tensor::from_parts(d, w.shape().to_vec(), dev)),
         ];
         if let Some(b) = inputs.get(2) {
-            grads.push(if b.is_requires_grad() { Some(g.sum_dim(&[0, 2, 3], false)?) } else { None });
+            grads.push(if b.is_requires_grad() {
+                Some(g.sum_dim(&[0, 2, 3], false)?)
+            } else {
+                None
+            });
         }
         Ok(grads)
     }
@@ -54,7 +58,10 @@ impl<T: Float> Backward<T> for Conv2dBackward<T> {
 
 /// Output length of a window sliding over `len` padded by `pad` on both sides.
 pub(crate) fn out_len(len: usize, kernel: usize, stride: usize, pad: usize) -> Option<usize> {
-    pad.checked_mul(2)?.checked_add(len)?.checked_sub(kernel).map(|span| span / stride + 1)
+    pad.checked_mul(2)?
+        .checked_add(len)?
+        .checked_sub(kernel)
+        .map(|span| span / stride + 1)
 }
 
 impl<T: Float> Tensor<T> {
@@ -92,24 +99,34 @@ impl<T: Float> Tensor<T> {
         if ws[1] != xs[1] {
             return Err(Error::shape(
                 OP,
-                format!("input {xs:?} has {} channels but weight {ws:?} expects {}", xs[1], ws[1]),
+                format!(
+                    "input {xs:?} has {} channels but weight {ws:?} expects {}",
+                    xs[1], ws[1]
+                ),
             ));
         }
         if ws[0] == 0 || ws[2] == 0 || ws[3] == 0 {
             return Err(Error::invalid(OP, format!("weight {ws:?} has a zero-sized dimension")));
         }
         if stride.h == 0 || stride.w == 0 {
-            return Err(Error::invalid(OP, format!("stride {stride:?} must be at least 1 on both axes")));
+            return Err(Error::invalid(
+                OP,
+                format!("stride {stride:?} must be at least 1 on both axes"),
+            ));
         }
         if let Some(b) = bias {
             self.same_device(OP, b)?;
             if b.shape() != [ws[0]] {
-                return Err(Error::shape(OP, format!("bias {:?} must be [{}] (one per output channel)", b.shape(), ws[0])));
+                return Err(Error::shape(
+                    OP,
+                    format!("bias {:?} must be [{}] (one per output channel)", b.shape(), ws[0]),
+                ));
             }
         }
-        let (Some(oh), Some(ow)) =
-            (out_len(xs[2], ws[2], stride.h, padding.h), out_len(xs[3], ws[3], stride.w, padding.w))
-        else {
+        let (Some(oh), Some(ow)) = (
+            out_len(xs[2], ws[2], stride.h, padding.h),
+            out_len(xs[3], ws[3], stride.w, padding.w),
+        ) else {
             return Err(Error::shape(
                 OP,
                 format!(
@@ -138,7 +155,11 @@ impl<T: Float> Tensor<T> {
             cpu::forward(&self.cpu()?, &weight.cpu()?, bias_data.as_deref(), &p)
         };
         let out = Tensor::from_parts(data, vec![p.n, p.o, oh, ow], self.device());
-        let bw = Conv2dBackward { x: Saved::new(self), w: Saved::new(weight), p };
+        let bw = Conv2dBackward {
+            x: Saved::new(self),
+            w: Saved::new(weight),
+            p,
+        };
         Ok(match bias {
             Some(b) => record(out, &[self, weight, b], bw),
             None => record(out, &[self, weight], bw),

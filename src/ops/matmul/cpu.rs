@@ -31,23 +31,15 @@ impl MatmulDims {
 
 /// Runs `f(batch_index, out_matrix)` over the `batch` output matrices of `out_len` elements,
 /// in parallel over the batch when there is more than one matrix and the work is large.
-fn over_batch<T: Float>(
-    d: MatmulDims,
-    out_len: usize,
-    f: impl Fn(usize, &mut [T]) + Sync + Send,
-) -> Vec<T> {
+fn over_batch<T: Float>(d: MatmulDims, out_len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) -> Vec<T> {
     let mut out = vec![T::ZERO; d.batch * out_len];
     if out_len == 0 {
         return out;
     }
     if d.batch > 1 && d.work() >= PAR_THRESHOLD {
-        out.par_chunks_mut(out_len)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
+        out.par_chunks_mut(out_len).enumerate().for_each(|(i, c)| f(i, c));
     } else {
-        out.chunks_mut(out_len)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
+        out.chunks_mut(out_len).enumerate().for_each(|(i, c)| f(i, c));
     }
     out
 }

@@ -94,12 +94,7 @@ impl<T: Float> Tensor<T> {
         // (batch, m, k) of the left operand, (batch or None if shared, k, n) of the right.
         let (batch, m, k, out_shape) = match (sa.len(), sb.len()) {
             (2, 2) => (1, sa[0], sa[1], vec![sa[0], sb[1]]),
-            (3, 2) | (3, 3) => (
-                sa[0],
-                sa[1],
-                sa[2],
-                vec![sa[0], sa[1], *sb.last().unwrap_or(&0)],
-            ),
+            (3, 2) | (3, 3) => (sa[0], sa[1], sa[2], vec![sa[0], sa[1], *sb.last().unwrap_or(&0)]),
             _ => return Err(unsupported()),
         };
         let (kb, n) = (sb[sb.len() - 2], sb[sb.len() - 1]);
@@ -126,12 +121,7 @@ impl<T: Float> Tensor<T> {
         batch
             .checked_mul(m)
             .and_then(|v| v.checked_mul(n))
-            .ok_or_else(|| {
-                Error::shape(
-                    OP,
-                    format!("output of {sa:?} x {sb:?} has too many elements"),
-                )
-            })?;
+            .ok_or_else(|| Error::shape(OP, format!("output of {sa:?} x {sb:?} has too many elements")))?;
         // A shared right-hand matrix: fold the batch into the rows (see the module docs).
         let dims = if sb.len() == 2 {
             MatmulDims {
@@ -173,21 +163,10 @@ mod tests {
     }
 
     /// Central-difference gradient of `sum(w * matmul(a, b))` w.r.t. input `which`.
-    fn numeric(
-        a: &[f64],
-        sa: &[usize],
-        b: &[f64],
-        sb: &[usize],
-        w: &[f64],
-        which: usize,
-    ) -> Vec<f64> {
+    fn numeric(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], w: &[f64], which: usize) -> Vec<f64> {
         let h = 1e-6;
         let loss = |a: &[f64], b: &[f64]| -> f64 {
-            let y = t(a.to_vec(), sa)
-                .matmul(&t(b.to_vec(), sb))
-                .unwrap()
-                .to_vec()
-                .unwrap();
+            let y = t(a.to_vec(), sa).matmul(&t(b.to_vec(), sb)).unwrap().to_vec().unwrap();
             y.iter().zip(w).map(|(y, w)| y * w).sum()
         };
         let base = if which == 0 { a } else { b };
@@ -232,11 +211,7 @@ mod tests {
         let a = Tensor::<f64>::randn(&[bsz, m, k], 1, Device::Cpu).unwrap();
         let b3 = Tensor::<f64>::randn(&[bsz, k, n], 2, Device::Cpu).unwrap();
         let b2 = Tensor::<f64>::randn(&[k, n], 3, Device::Cpu).unwrap();
-        let (av, b3v, b2v) = (
-            a.to_vec().unwrap(),
-            b3.to_vec().unwrap(),
-            b2.to_vec().unwrap(),
-        );
+        let (av, b3v, b2v) = (a.to_vec().unwrap(), b3.to_vec().unwrap(), b2.to_vec().unwrap());
         let c3 = a.matmul(&b3).unwrap();
         let c2 = a.matmul(&b2).unwrap();
         assert_eq!(c3.shape(), &[bsz, m, n]);
@@ -296,10 +271,7 @@ mod tests {
             "{msg}"
         );
         // Empty dimensions are fine: a zero inner dimension gives zeros.
-        assert_eq!(
-            z(&[2, 0]).matmul(&z(&[0, 3])).unwrap().to_vec().unwrap(),
-            vec![0.0; 6]
-        );
+        assert_eq!(z(&[2, 0]).matmul(&z(&[0, 3])).unwrap().to_vec().unwrap(), vec![0.0; 6]);
     }
 }
 
@@ -308,10 +280,7 @@ mod determinism {
     use crate::{Device, Tensor};
 
     fn run(threads: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
             let a = Tensor::<f32>::randn(&[6, 37, 50], 1, Device::Cpu)
                 .unwrap()

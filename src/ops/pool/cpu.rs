@@ -45,9 +45,13 @@ pub(crate) fn max_pool<T: Float>(x: &[T], p: &PoolParams) -> (Vec<T>, Vec<usize>
             for ox in 0..p.ow {
                 let mut best: Option<(T, usize)> = None;
                 for ki in 0..p.kh {
-                    let Some(iy) = (oy * p.sh + ki).checked_sub(p.ph).filter(|&y| y < p.h) else { continue };
+                    let Some(iy) = (oy * p.sh + ki).checked_sub(p.ph).filter(|&y| y < p.h) else {
+                        continue;
+                    };
                     for kj in 0..p.kw {
-                        let Some(ix) = (ox * p.sw + kj).checked_sub(p.pw).filter(|&x| x < p.w) else { continue };
+                        let Some(ix) = (ox * p.sw + kj).checked_sub(p.pw).filter(|&x| x < p.w) else {
+                            continue;
+                        };
                         let v = plane[iy * p.w + ix];
                         match best {
                             Some((b, _)) if b.is_nan() || !(v > b || v.is_nan()) => {}

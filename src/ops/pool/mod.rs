@@ -14,8 +14,8 @@
 mod cpu;
 
 use crate::autograd::{Backward, record};
-use crate::ops::conv::out_len as conv_out_len;
 use crate::dtype::Float;
+use crate::ops::conv::out_len as conv_out_len;
 use crate::shape::Pair;
 use crate::{Error, Result, Tensor};
 use cpu::PoolParams;
@@ -49,7 +49,11 @@ impl<T: Float> Backward<T> for PoolBackward {
             PoolKind::Avg => cpu::avg_pool_backward(&g, &self.p),
             PoolKind::Adaptive => cpu::adaptive_avg_pool_backward(&g, &self.p),
         };
-        Ok(vec![Some(Tensor::from_parts(dx, inputs[0].shape().to_vec(), inputs[0].device()))])
+        Ok(vec![Some(Tensor::from_parts(
+            dx,
+            inputs[0].shape().to_vec(),
+            inputs[0].device(),
+        ))])
     }
 }
 
@@ -61,7 +65,10 @@ impl<T: Float> Tensor<T> {
             return Err(Error::shape(op, format!("input {s:?} must be [N, C, H, W]")));
         }
         if kernel.h == 0 || kernel.w == 0 || stride.h == 0 || stride.w == 0 {
-            return Err(Error::invalid(op, format!("kernel {kernel:?} and stride {stride:?} must be at least 1")));
+            return Err(Error::invalid(
+                op,
+                format!("kernel {kernel:?} and stride {stride:?} must be at least 1"),
+            ));
         }
         if padding.h > kernel.h / 2 || padding.w > kernel.w / 2 {
             return Err(Error::invalid(
@@ -69,9 +76,10 @@ impl<T: Float> Tensor<T> {
                 format!("padding {padding:?} must be at most half the kernel {kernel:?} on each axis (as PyTorch)"),
             ));
         }
-        let (Some(oh), Some(ow)) =
-            (conv_out_len(s[2], kernel.h, stride.h, padding.h), conv_out_len(s[3], kernel.w, stride.w, padding.w))
-        else {
+        let (Some(oh), Some(ow)) = (
+            conv_out_len(s[2], kernel.h, stride.h, padding.h),
+            conv_out_len(s[3], kernel.w, stride.w, padding.w),
+        ) else {
             return Err(Error::shape(
                 op,
                 format!("kernel {kernel:?} is larger than the padded input (input {s:?}, padding {padding:?})"),
@@ -108,7 +116,12 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(y.to_vec()?, vec![5., 7., 13., 15.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
-    pub fn max_pool2d(&self, kernel: impl Into<Pair>, stride: impl Into<Pair>, padding: impl Into<Pair>) -> Result<Tensor<T>> {
+    pub fn max_pool2d(
+        &self,
+        kernel: impl Into<Pair>,
+        stride: impl Into<Pair>,
+        padding: impl Into<Pair>,
+    ) -> Result<Tensor<T>> {
         let p = self.pool_params("max_pool2d", kernel.into(), stride.into(), padding.into())?;
         let (data, argmax) = cpu::max_pool(&self.cpu()?, &p);
         Ok(self.finish_pool(data, p, PoolKind::Max, argmax))
@@ -124,7 +137,12 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(y.to_vec()?[0], 0.25);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
-    pub fn avg_pool2d(&self, kernel: impl Into<Pair>, stride: impl Into<Pair>, padding: impl Into<Pair>) -> Result<Tensor<T>> {
+    pub fn avg_pool2d(
+        &self,
+        kernel: impl Into<Pair>,
+        stride: impl Into<Pair>,
+        padding: impl Into<Pair>,
+    ) -> Result<Tensor<T>> {
         let p = self.pool_params("avg_pool2d", kernel.into(), stride.into(), padding.into())?;
         let data = cpu::avg_pool(&self.cpu()?, &p);
         Ok(self.finish_pool(data, p, PoolKind::Avg, Vec::new()))
@@ -149,7 +167,10 @@ impl<T: Float> Tensor<T> {
             return Err(Error::shape(OP, format!("input {s:?} must be [N, C, H, W]")));
         }
         if o.h == 0 || o.w == 0 {
-            return Err(Error::invalid(OP, format!("output size {o:?} must be at least 1 on both axes")));
+            return Err(Error::invalid(
+                OP,
+                format!("output size {o:?} must be at least 1 on both axes"),
+            ));
         }
         if s[2] == 0 || s[3] == 0 {
             return Err(Error::shape(OP, format!("input {s:?} has an empty spatial dimension")));
