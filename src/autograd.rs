@@ -25,7 +25,7 @@ use crate::dtype::Float;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -177,17 +177,22 @@ fn key<T: Float>(n: &Arc<Node<T>>) -> usize {
     Arc::as_ptr(n) as usize
 }
 
-/// Topological order of the nodes reachable from `root`, root first (iterative DFS, post-order
-/// reversed). Errs if a reachable node was already freed by an earlier backward.
+/// Topological order of the nodes reachable from `root`, root first: an iterative depth-first
+/// search that emits a node after all of its inputs (post-order), reversed. A node is marked
+/// when it is *expanded*, not when it is pushed: a node pushed early and reached again through
+/// a deeper path must still be emitted below that path, or a consumer would run after it and
+/// its gradient contribution would be lost. Errs if a reachable node was already freed.
 fn topo_order<T: Float>(root: &Arc<Node<T>>) -> Result<Vec<Arc<Node<T>>>> {
     let mut post = Vec::new();
-    let mut seen: HashMap<usize, ()> = HashMap::new();
-    // (node, children pushed?)
+    let mut expanded: HashSet<usize> = HashSet::new();
+    // (node, its inputs have been pushed)
     let mut stack: Vec<(Arc<Node<T>>, bool)> = vec![(root.clone(), false)];
-    seen.insert(key(root), ());
-    while let Some((node, expanded)) = stack.pop() {
-        if expanded {
+    while let Some((node, done)) = stack.pop() {
+        if done {
             post.push(node);
+            continue;
+        }
+        if !expanded.insert(key(&node)) {
             continue;
         }
         let inputs = node.inputs().ok_or_else(|| {
@@ -200,7 +205,7 @@ fn topo_order<T: Float>(root: &Arc<Node<T>>) -> Result<Vec<Arc<Node<T>>>> {
         stack.push((node, true));
         for inp in inputs.iter().rev() {
             if let Some(child) = inp.node()
-                && seen.insert(key(child), ()).is_none()
+                && !expanded.contains(&key(child))
             {
                 stack.push((child.clone(), false));
             }
@@ -323,5 +328,22 @@ mod tests {
         drop(z);
         assert!(weak_z.upgrade().is_none());
         assert!(x.grad().is_some());
+    }
+
+    #[test]
+    fn a_node_reached_through_paths_of_different_depth_gets_every_contribution() {
+        // y = sum(tanh(h) + h), h = exp(x): h feeds `add` directly and through `tanh`.
+        let xs = [0.3, -0.7];
+        let x = Tensor::<f64>::from_vec(xs.to_vec(), &[2], Device::Cpu)
+            .unwrap()
+            .requires_grad();
+        let h = x.exp().unwrap();
+        h.tanh().unwrap().add(&h).unwrap().sum().unwrap().backward().unwrap();
+        let g = x.grad().unwrap().to_vec().unwrap();
+        for (gi, xi) in g.iter().zip(xs) {
+            let hv = f64::exp(xi);
+            let want = (1.0 - hv.tanh().powi(2) + 1.0) * hv;
+            assert!((gi - want).abs() < 1e-12, "{gi} vs {want}");
+        }
     }
 }

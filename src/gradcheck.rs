@@ -1,6 +1,883 @@
-//! gradcheck (being written).
-#![allow(missing_docs)]
-pub struct GradcheckOptions;
-pub struct GradcheckReport;
-pub struct InputReport;
-pub fn gradcheck() {}
+//! [`gradcheck`]: proves an analytic gradient against central finite differences, as
+//! `torch.autograd.gradcheck` does. Run it on every new op (or composite) you write.
+//!
+//! # What is compared
+//! For a function `y = f(x_0, ..., x_{k-1})` with any output shape, each input's Jacobian
+//! `J[j, i] = d y_j / d x_i` is computed twice:
+//! - **analytically**, by reverse mode: one backward per output element `j` with the one-hot
+//!   upstream gradient `e_j` gives row `j` of every input's Jacobian;
+//! - **numerically**, by central differences: `(f(x + eps e_i) - f(x - eps e_i)) / (2 eps)`
+//!   gives column `i` (the other inputs unperturbed, `f` run under [`no_grad`](crate::no_grad)).
+//!
+//! Every entry must satisfy PyTorch's criterion `|analytic - numeric| <= atol + rtol * |numeric|`.
+//! Full mode costs `numel(output)` backward passes and `2 * numel(input)` forward passes per
+//! input. For big inputs, **fast mode** (PyTorch's `fast_mode`) compares projections instead: for
+//! random unit directions `u` (input space) and `v` (output space) it checks `v^T J u`, computed
+//! as `(grad of v^T y) . u` analytically and as `v . (f(x + eps u) - f(x - eps u)) / (2 eps)`
+//! numerically: one backward and two forwards per direction pair and input.
+//!
+//! Before that, structural checks run: `f` must be finite at the given point, gradients must have
+//! their inputs' shapes, two forward + backward runs with the same upstream gradient must give
+//! bit-identical gradients (smallgrad promises determinism), and a zero upstream gradient must
+//! give zero gradients (a backward is linear in its upstream gradient).
+//!
+//! # Why f64, and why eps = 1e-6
+//! The central difference has two error sources. Truncation: by Taylor,
+//! `(f(x+h) - f(x-h)) / 2h = f'(x) + f'''(x) h^2 / 6 + ...`, an error O(h^2). Rounding: `f` is
+//! evaluated with relative error about the unit roundoff `u`, and dividing the difference by
+//! `2h` amplifies that to O(u |f| / h). The total is smallest near `h ~ u^(1/3)`. In f64
+//! (`u = 1.1e-16`) that is about 5e-6, and with `eps = 1e-6` both errors (about 1e-12 and 1e-10
+//! for well-scaled f) sit far below `atol = 1e-5`. In f32 (`u = 6e-8`) the same eps gives a
+//! rounding error near 0.06, and even the best h leaves errors around 1e-5 relative, so f32
+//! finite differences are noise at these tolerances: gradcheck works in f64 only.
+//!
+//! A kink (relu at 0, abs at 0, max ties) within `eps` of an input makes the numeric derivative
+//! an average of both sides; choose inputs away from such points.
+
+use crate::shape::{numel, unravel};
+use crate::{Device, Error, Result, Rng, Tensor, no_grad};
+use std::fmt;
+
+/// Settings of [`gradcheck`]. The defaults are PyTorch's: `eps 1e-6`, `atol 1e-5`,
+/// `rtol 1e-3`, full mode, seed 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradcheckOptions {
+    /// The finite-difference step (each side), > 0.
+    pub eps: f64,
+    /// Absolute tolerance, >= 0.
+    pub atol: f64,
+    /// Relative tolerance (relative to the numeric value), >= 0.
+    pub rtol: f64,
+    /// Compare random projections `v^T J u` instead of the full Jacobian (for big inputs).
+    pub fast_mode: bool,
+    /// Seeds the random directions of fast mode and the upstream gradient of the
+    /// determinism check.
+    pub seed: u64,
+}
+
+impl Default for GradcheckOptions {
+    fn default() -> Self {
+        GradcheckOptions {
+            eps: 1e-6,
+            atol: 1e-5,
+            rtol: 1e-3,
+            fast_mode: false,
+            seed: 0,
+        }
+    }
+}
+
+/// How well one input's analytic gradient matched finite differences.
+///
+/// The "worst" entry is the one with the largest error relative to its tolerance,
+/// `|analytic - numeric| / (atol + rtol * |numeric|)`: the entry closest to failing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputReport {
+    /// The position of this input in `inputs`.
+    pub input: usize,
+    /// The input's shape.
+    pub shape: Vec<usize>,
+    /// True if checked by random projections (fast mode), false if entry by entry.
+    pub fast_mode: bool,
+    /// How many values were compared: Jacobian entries (`numel(input) * numel(output)`) in full
+    /// mode, direction pairs in fast mode.
+    pub checked: usize,
+    /// The largest `|analytic - numeric|`.
+    pub max_abs_err: f64,
+    /// The largest `|analytic - numeric| / |numeric|` over the entries with a nonzero numeric
+    /// value (0 if there are none).
+    pub max_rel_err: f64,
+    /// The worst entry's error divided by its tolerance (<= 1 means it passed).
+    pub worst_ratio: f64,
+    /// Full mode: the input element of the worst entry (`None` in fast mode or if nothing was
+    /// checked).
+    pub worst_element: Option<Vec<usize>>,
+    /// Full mode: the output element of the worst entry.
+    pub worst_output: Option<Vec<usize>>,
+    /// Fast mode: the direction pair (0-based) of the worst entry.
+    pub worst_direction: Option<usize>,
+    /// The analytic value of the worst entry.
+    pub worst_analytic: f64,
+    /// The numeric value of the worst entry.
+    pub worst_numeric: f64,
+}
+
+/// The result of a passing [`gradcheck`]: one [`InputReport`] per input, and what it cost.
+/// `Display` prints a short table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradcheckReport {
+    /// One report per input, in order.
+    pub inputs: Vec<InputReport>,
+    /// The shape of `f`'s output.
+    pub output_shape: Vec<usize>,
+    /// The options the check ran with.
+    pub options: GradcheckOptions,
+    /// How many times `f` was called.
+    pub forward_calls: usize,
+    /// How many backward passes ran.
+    pub backward_calls: usize,
+}
+
+/// The number of random direction pairs compared in fast mode.
+const FAST_PAIRS: usize = 2;
+
+/// The most Jacobian entries (all inputs together) full mode stores (8 bytes each).
+const MAX_FULL_ENTRIES: usize = 1 << 26;
+
+/// Checks the gradients of `f` at `inputs` against central finite differences, like
+/// `torch.autograd.gradcheck`.
+///
+/// Full mode compares every Jacobian entry `d y_j / d x_i`: the analytic one from a backward with
+/// the one-hot upstream gradient `e_j`, the numeric one from `(f(x + eps e_i) - f(x - eps e_i)) /
+/// (2 eps)`; each must satisfy `|analytic - numeric| <= atol + rtol * |numeric|`. It costs
+/// `numel(output)` backward passes and `2 * numel(input)` forwards per input. Fast mode compares
+/// `v^T J u` for two pairs of random unit directions
+/// instead. Before either, it checks that `f` is finite at `inputs`, that gradients have their
+/// inputs' shapes, that two identical forward + backward runs give bit-identical gradients, and
+/// that a zero upstream gradient gives zero gradients.
+///
+/// It works in f64 because the central difference's error is O(eps^2) (truncation) plus
+/// O(u |f| / eps) (rounding, `u` the unit roundoff): with eps = 1e-6 that is about 1e-12 + 1e-10
+/// in f64, far below atol = 1e-5, but about 0.06 in f32. Pick inputs at least eps away from kinks
+/// (relu or abs at 0, max ties), where the numeric derivative averages both sides.
+///
+/// `f` may return any shape. `inputs` are only read: gradcheck builds fresh leaves that require
+/// grad from copies of their data and calls `f` on those, as often as it needs a fresh graph.
+/// Returns a [`GradcheckReport`] if every check passes, `Err(Error::Gradcheck)` naming the input,
+/// the element, the analytic and numeric values, their errors and the tolerance otherwise, and
+/// `f`'s own error (with a note that it came from `f`) if `f` fails.
+///
+/// ```
+/// use smallgrad::{gradcheck, GradcheckOptions, Tensor, Device};
+/// let x = Tensor::<f64>::from_vec(vec![0.3, -1.2, 2.0], &[3], Device::Cpu)?;
+/// // d/dx sum(x * tanh(x)) = tanh(x) + x (1 - tanh(x)^2)
+/// let report = gradcheck(|t| t[0].mul(&t[0].tanh()?)?.sum(), &[x.clone()], &GradcheckOptions::default())?;
+/// assert!(report.inputs[0].max_abs_err < 1e-6);
+/// println!("{report}");
+///
+/// // A gradient cut by `detach`: analytic x, numeric 2x. gradcheck finds it.
+/// let err = gradcheck(|t| t[0].mul(&t[0].detach())?.sum(), &[x], &GradcheckOptions::default());
+/// assert!(err.unwrap_err().to_string().contains("input 0"));
+/// # Ok::<(), smallgrad::Error>(())
+/// ```
+pub fn gradcheck(
+    f: impl Fn(&[Tensor<f64>]) -> Result<Tensor<f64>>,
+    inputs: &[Tensor<f64>],
+    opts: &GradcheckOptions,
+) -> Result<GradcheckReport> {
+    validate(inputs, opts)?;
+    let mut c = Checker {
+        f: &f,
+        datas: inputs.iter().map(|t| t.to_vec()).collect::<Result<_>>()?,
+        shapes: inputs.iter().map(|t| t.shape().to_vec()).collect(),
+        devices: inputs.iter().map(|t| t.device()).collect(),
+        out_shape: Vec::new(),
+        shape_known: false,
+        forward_calls: 0,
+        backward_calls: 0,
+    };
+    // The unperturbed output: its shape fixes the Jacobian's rows; it must be finite.
+    let y0 = c.call(None, false, "at the given inputs")?;
+    c.out_shape = y0.shape().to_vec();
+    c.shape_known = true;
+    let y0 = y0.to_vec()?;
+    if let Some(j) = y0.iter().position(|v| !v.is_finite()) {
+        return Err(gc(format!(
+            "f's output is not finite at the given inputs: output element {:?} is {}. Finite \
+             differences need a finite function; choose inputs inside its domain.",
+            unravel(j, &c.out_shape),
+            y0[j]
+        )));
+    }
+    c.structural_checks(opts.seed)?;
+    let reports = if opts.fast_mode { c.fast(opts)? } else { c.full(opts)? };
+    let failed: Vec<&Outcome> = reports.iter().filter(|o| o.failures > 0).collect();
+    if !failed.is_empty() {
+        let blocks: Vec<String> = failed.iter().map(|o| c.describe_failure(o, opts)).collect();
+        return Err(gc(blocks.join("\n")));
+    }
+    Ok(GradcheckReport {
+        inputs: reports.into_iter().map(|o| o.report).collect(),
+        output_shape: c.out_shape,
+        options: opts.clone(),
+        forward_calls: c.forward_calls,
+        backward_calls: c.backward_calls,
+    })
+}
+
+fn gc(msg: String) -> Error {
+    Error::Gradcheck { msg }
+}
+
+fn validate(inputs: &[Tensor<f64>], opts: &GradcheckOptions) -> Result<()> {
+    let bad = |msg: String| Err(Error::invalid("gradcheck", msg));
+    if inputs.is_empty() {
+        return bad("needs at least one input to check, got none".into());
+    }
+    if !(opts.eps > 0.0 && opts.eps.is_finite()) {
+        return bad(format!("eps must be finite and > 0, got {}", opts.eps));
+    }
+    if !(opts.atol >= 0.0 && opts.rtol >= 0.0) {
+        return bad(format!(
+            "atol and rtol must be >= 0, got atol {} and rtol {}",
+            opts.atol, opts.rtol
+        ));
+    }
+    if !crate::autograd::is_grad_enabled() {
+        return bad("called inside no_grad: analytic gradients need grad mode on".into());
+    }
+    Ok(())
+}
+
+/// Re-tags an error raised while gradcheck ran `f` (or its backward) with where it happened,
+/// keeping its kind.
+fn with_context(e: Error, ctx: &str) -> Error {
+    let note = |msg: String| format!("{msg}\n  (raised {ctx}, called by gradcheck)");
+    match e {
+        Error::Shape { op, msg } => Error::Shape { op, msg: note(msg) },
+        Error::InvalidArgument { op, msg } => Error::InvalidArgument { op, msg: note(msg) },
+        Error::Device { msg } => Error::Device { msg: note(msg) },
+        Error::Autograd { msg } => Error::Autograd { msg: note(msg) },
+        Error::Gradcheck { msg } => Error::Gradcheck { msg: note(msg) },
+        Error::Io { path, msg } => Error::Io { path, msg: note(msg) },
+        Error::OutOfMemory { msg } => Error::OutOfMemory { msg: note(msg) },
+    }
+}
+
+/// A unit vector of `n` standard normals (all zeros if `n == 0`).
+fn unit_direction(n: usize, rng: &mut Rng) -> Vec<f64> {
+    let mut d: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+    let norm = d.iter().map(|v| v * v).sum::<f64>().sqrt();
+    if norm > 0.0 {
+        d.iter_mut().for_each(|v| *v /= norm);
+    }
+    d
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// One compared value: where it is and how far apart analytic and numeric are.
+#[derive(Clone, Copy, Default)]
+struct Entry {
+    analytic: f64,
+    numeric: f64,
+    /// Flat input element (full mode) or direction pair (fast mode).
+    elem: usize,
+    /// Flat output element (full mode).
+    out: usize,
+}
+
+impl Entry {
+    fn abs(&self) -> f64 {
+        (self.analytic - self.numeric).abs()
+    }
+    fn allowed(&self, o: &GradcheckOptions) -> f64 {
+        o.atol + o.rtol * self.numeric.abs()
+    }
+    fn rel(&self) -> Option<f64> {
+        (self.numeric != 0.0).then(|| self.abs() / self.numeric.abs())
+    }
+    /// Error / tolerance; NaN anywhere counts as infinitely bad.
+    fn ratio(&self, o: &GradcheckOptions) -> f64 {
+        let (err, tol) = (self.abs(), self.allowed(o));
+        if err.is_nan() || tol.is_nan() {
+            f64::INFINITY
+        } else if tol == 0.0 {
+            if err == 0.0 { 0.0 } else { f64::INFINITY }
+        } else {
+            err / tol
+        }
+    }
+}
+
+/// One input's running statistics while its entries are compared.
+struct Outcome {
+    report: InputReport,
+    worst: Entry,
+    failures: usize,
+}
+
+impl Outcome {
+    fn new(input: usize, shape: &[usize], fast_mode: bool) -> Self {
+        let report = InputReport {
+            input,
+            shape: shape.to_vec(),
+            fast_mode,
+            checked: 0,
+            max_abs_err: 0.0,
+            max_rel_err: 0.0,
+            worst_ratio: 0.0,
+            worst_element: None,
+            worst_output: None,
+            worst_direction: None,
+            worst_analytic: 0.0,
+            worst_numeric: 0.0,
+        };
+        Outcome {
+            report,
+            worst: Entry::default(),
+            failures: 0,
+        }
+    }
+
+    fn add(&mut self, e: Entry, o: &GradcheckOptions) {
+        let r = &mut self.report;
+        let ratio = e.ratio(o);
+        r.max_abs_err = r
+            .max_abs_err
+            .max(if e.abs().is_nan() { f64::INFINITY } else { e.abs() });
+        if let Some(rel) = e.rel() {
+            r.max_rel_err = r.max_rel_err.max(if rel.is_nan() { f64::INFINITY } else { rel });
+        }
+        if ratio > 1.0 {
+            self.failures += 1;
+        }
+        if r.checked == 0 || ratio > r.worst_ratio {
+            r.worst_ratio = ratio;
+            r.worst_analytic = e.analytic;
+            r.worst_numeric = e.numeric;
+            self.worst = e;
+        }
+        r.checked += 1;
+    }
+}
+
+/// The state of one gradcheck run: private copies of the inputs and call counters.
+struct Checker<'a, F> {
+    f: &'a F,
+    datas: Vec<Vec<f64>>,
+    shapes: Vec<Vec<usize>>,
+    devices: Vec<Device>,
+    out_shape: Vec<usize>,
+    shape_known: bool,
+    forward_calls: usize,
+    backward_calls: usize,
+}
+
+impl<F: Fn(&[Tensor<f64>]) -> Result<Tensor<f64>>> Checker<'_, F> {
+    /// Fresh leaves (requiring grad if `grad`), input `k` replaced by `data` if given, and
+    /// `f` called on them (under `no_grad` unless `grad`).
+    fn call(&mut self, replace: Option<(usize, &[f64])>, grad: bool, ctx: &str) -> Result<Tensor<f64>> {
+        self.call_leaves(replace, grad, ctx).map(|(y, _)| y)
+    }
+
+    fn call_leaves(
+        &mut self,
+        replace: Option<(usize, &[f64])>,
+        grad: bool,
+        ctx: &str,
+    ) -> Result<(Tensor<f64>, Vec<Tensor<f64>>)> {
+        let mut leaves = Vec::with_capacity(self.datas.len());
+        for (k, data) in self.datas.iter().enumerate() {
+            let data = match replace {
+                Some((r, d)) if r == k => d.to_vec(),
+                _ => data.clone(),
+            };
+            let t = Tensor::from_vec(data, &self.shapes[k], self.devices[k])?;
+            leaves.push(if grad { t.requires_grad() } else { t });
+        }
+        self.forward_calls += 1;
+        let y = if grad {
+            (self.f)(&leaves)
+        } else {
+            no_grad(|| (self.f)(&leaves))
+        };
+        let y = y.map_err(|e| with_context(e, &format!("by f {ctx}")))?;
+        // The first call fixes the output shape; from then on f must keep it.
+        if self.shape_known && y.shape() != self.out_shape.as_slice() {
+            return Err(gc(format!(
+                "f returned shape {:?} {ctx} but {:?} at the given inputs; f must return the same \
+                 shape on every call",
+                y.shape(),
+                self.out_shape
+            )));
+        }
+        Ok((y, leaves))
+    }
+
+    /// The vector-Jacobian product: the gradient of every input for upstream gradient `v`
+    /// (flat, output-shaped), from a fresh forward and one backward. A gradient that stays
+    /// `None` counts as zeros.
+    fn vjp(&mut self, v: &[f64], ctx: &str) -> Result<Vec<Vec<f64>>> {
+        let (y, leaves) = self.call_leaves(None, true, ctx)?;
+        if y.is_requires_grad() {
+            let vt = Tensor::from_vec(v.to_vec(), &self.out_shape, y.device())?;
+            self.backward_calls += 1;
+            y.backward_with(&vt)
+                .map_err(|e| with_context(e, &format!("in backward {ctx}")))?;
+        }
+        let mut grads = Vec::with_capacity(leaves.len());
+        for (k, leaf) in leaves.iter().enumerate() {
+            match leaf.grad() {
+                None => grads.push(vec![0.0; self.datas[k].len()]),
+                Some(g) if g.shape() != self.shapes[k].as_slice() => {
+                    return Err(gc(format!(
+                        "input {k}: its gradient has shape {:?} but the input has shape {:?}; a \
+                         backward must return one gradient per input, with that input's shape",
+                        g.shape(),
+                        self.shapes[k]
+                    )));
+                }
+                Some(g) => grads.push(g.to_vec()?),
+            }
+        }
+        Ok(grads)
+    }
+
+    /// Determinism (bit-identical gradients from two identical runs), gradient shapes (inside
+    /// `vjp`), and linearity at zero (zero upstream gradient, zero gradients).
+    fn structural_checks(&mut self, seed: u64) -> Result<()> {
+        let m = numel(&self.out_shape);
+        let mut rng = Rng::new(seed ^ 0x6772_6164_6368_6563); // "gradchec"
+        let v: Vec<f64> = (0..m).map(|_| rng.normal()).collect();
+        let g1 = self.vjp(&v, "(determinism check, run 1)")?;
+        let g2 = self.vjp(&v, "(determinism check, run 2)")?;
+        for (k, (a, b)) in g1.iter().zip(&g2).enumerate() {
+            if let Some(i) = a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits()) {
+                return Err(gc(format!(
+                    "input {k}: two identical forward + backward runs (same inputs, same upstream \
+                     gradient) gave different gradients at element {:?}: {:e} then {:e}.\n  \
+                     Gradients must be bit-identical run to run: look for a reduction whose order \
+                     depends on threads, state kept between calls, or a backward that reads a \
+                     tensor modified since the forward.",
+                    unravel(i, &self.shapes[k]),
+                    a[i],
+                    b[i]
+                )));
+            }
+        }
+        let gz = self.vjp(&vec![0.0; m], "(zero upstream gradient check)")?;
+        for (k, g) in gz.iter().enumerate() {
+            if let Some(i) = g.iter().position(|x| *x != 0.0) {
+                return Err(gc(format!(
+                    "input {k}: a zero upstream gradient gave the nonzero gradient {:e} at element \
+                     {:?}.\n  A backward must be linear in its upstream gradient (grad_in = g * \
+                     local derivative); a constant added, or 0 * inf = NaN, breaks that.",
+                    g[i],
+                    unravel(i, &self.shapes[k])
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `(f(x_k + eps d) - f(x_k - eps d)) / (2 eps)`, flat over the output.
+    fn central_difference(&mut self, k: usize, d: &[f64], eps: f64, what: &str) -> Result<Vec<f64>> {
+        let plus: Vec<f64> = self.datas[k].iter().zip(d).map(|(x, di)| x + eps * di).collect();
+        let minus: Vec<f64> = self.datas[k].iter().zip(d).map(|(x, di)| x - eps * di).collect();
+        let fp = self
+            .call(Some((k, &plus)), false, &format!("at input {k} + eps * {what}"))?
+            .to_vec()?;
+        let fm = self
+            .call(Some((k, &minus)), false, &format!("at input {k} - eps * {what}"))?
+            .to_vec()?;
+        Ok(fp.iter().zip(&fm).map(|(p, q)| (p - q) / (2.0 * eps)).collect())
+    }
+
+    /// Full mode: every Jacobian entry of every input.
+    fn full(&mut self, o: &GradcheckOptions) -> Result<Vec<Outcome>> {
+        let m = numel(&self.out_shape);
+        let entries = self
+            .datas
+            .iter()
+            .try_fold(0usize, |acc, d| acc.checked_add(m.checked_mul(d.len())?));
+        if entries.is_none_or(|e| e > MAX_FULL_ENTRIES) {
+            return Err(Error::invalid(
+                "gradcheck",
+                format!(
+                    "the full Jacobians ({m} outputs x {:?} input elements) are too big for full mode \
+                     (limit {MAX_FULL_ENTRIES} entries); use fast_mode: true",
+                    self.datas.iter().map(Vec::len).collect::<Vec<_>>()
+                ),
+            ));
+        }
+        // Analytic rows: jac[k][j * n_k + i] = d y_j / d x_{k,i}.
+        let mut jac: Vec<Vec<f64>> = self.datas.iter().map(|d| Vec::with_capacity(m * d.len())).collect();
+        let mut onehot = vec![0.0; m];
+        for j in 0..m {
+            onehot[j] = 1.0;
+            let ctx = format!("(analytic Jacobian, output element {:?})", unravel(j, &self.out_shape));
+            let grads = self.vjp(&onehot, &ctx)?;
+            onehot[j] = 0.0;
+            for (row, g) in jac.iter_mut().zip(grads) {
+                row.extend(g);
+            }
+        }
+        let mut outcomes = Vec::with_capacity(self.datas.len());
+        for (k, jac_k) in jac.iter().enumerate() {
+            let n = self.datas[k].len();
+            let mut oc = Outcome::new(k, &self.shapes[k], false);
+            let mut e_i = vec![0.0; n];
+            for i in 0..n {
+                e_i[i] = 1.0;
+                let col = self.central_difference(k, &e_i, o.eps, &format!("e_{:?}", unravel(i, &self.shapes[k])))?;
+                e_i[i] = 0.0;
+                for (j, numeric) in col.into_iter().enumerate() {
+                    oc.add(
+                        Entry {
+                            analytic: jac_k[j * n + i],
+                            numeric,
+                            elem: i,
+                            out: j,
+                        },
+                        o,
+                    );
+                }
+            }
+            if oc.report.checked > 0 {
+                oc.report.worst_element = Some(unravel(oc.worst.elem, &self.shapes[k]));
+                oc.report.worst_output = Some(unravel(oc.worst.out, &self.out_shape));
+            }
+            outcomes.push(oc);
+        }
+        Ok(outcomes)
+    }
+
+    /// Fast mode: `v^T J u` for a few random unit direction pairs, one input at a time.
+    fn fast(&mut self, o: &GradcheckOptions) -> Result<Vec<Outcome>> {
+        let m = numel(&self.out_shape);
+        let mut rng = Rng::new(o.seed);
+        let mut outcomes: Vec<Outcome> = self
+            .shapes
+            .iter()
+            .enumerate()
+            .map(|(k, s)| Outcome::new(k, s, true))
+            .collect();
+        if m == 0 {
+            return Ok(outcomes);
+        }
+        for p in 0..FAST_PAIRS {
+            let v = unit_direction(m, &mut rng);
+            let us: Vec<Vec<f64>> = self.datas.iter().map(|d| unit_direction(d.len(), &mut rng)).collect();
+            let grads = self.vjp(&v, &format!("(fast mode, direction pair {p})"))?;
+            for (k, u) in us.iter().enumerate() {
+                if u.is_empty() {
+                    continue;
+                }
+                let diff = self.central_difference(k, u, o.eps, &format!("u (direction pair {p})"))?;
+                let entry = Entry {
+                    analytic: dot(&grads[k], u),
+                    numeric: dot(&v, &diff),
+                    elem: p,
+                    out: 0,
+                };
+                outcomes[k].add(entry, o);
+            }
+        }
+        for oc in outcomes.iter_mut().filter(|oc| oc.report.checked > 0) {
+            oc.report.worst_direction = Some(oc.worst.elem);
+        }
+        Ok(outcomes)
+    }
+
+    /// The message a learner reads: where the worst mismatch of one input is, both values,
+    /// both errors, the tolerance, and a hint when the pattern is a familiar one.
+    fn describe_failure(&self, oc: &Outcome, o: &GradcheckOptions) -> String {
+        let r = &oc.report;
+        let e = oc.worst;
+        let k = r.input;
+        let what = if r.fast_mode {
+            "random projections v^T J u"
+        } else {
+            "Jacobian entries"
+        };
+        let mut s = format!(
+            "input {k} (shape {:?}): analytic and numeric gradients differ at {} of {} {what}; \
+             the worst:\n",
+            r.shape, oc.failures, r.checked
+        );
+        if r.fast_mode {
+            s += &format!(
+                "  where:     direction pair {} (random unit u over input {k}, v over the output)\n",
+                e.elem
+            );
+        } else {
+            s += &format!("  element:   input {k} element {:?}", unravel(e.elem, &self.shapes[k]));
+            if !self.out_shape.is_empty() {
+                s += &format!(", output element {:?}", unravel(e.out, &self.out_shape));
+            }
+            s += "\n";
+        }
+        let rel = e
+            .rel()
+            .map_or("undefined (numeric is 0)".to_string(), |r| format!("{r:.3e}"));
+        s += &format!("  analytic:  {:.9e}\n", e.analytic);
+        s += &format!("  numeric:   {:.9e}\n", e.numeric);
+        s += &format!("  abs error: {:.3e}\n", e.abs());
+        s += &format!("  rel error: {rel}\n");
+        s += &format!(
+            "  tolerance: atol + rtol * |numeric| = {:e} + {:e} * {:.3e} = {:.3e}  (eps {:e})",
+            o.atol,
+            o.rtol,
+            e.numeric.abs(),
+            e.allowed(o),
+            o.eps
+        );
+        if let Some(h) = hint(&e, r.fast_mode) {
+            s += &format!("\n  hint: {h}");
+        }
+        s
+    }
+}
+
+fn hint(e: &Entry, fast_mode: bool) -> Option<&'static str> {
+    let (a, n) = (e.analytic, e.numeric);
+    if !n.is_finite() {
+        return Some("the numeric value is not finite: f is not finite within eps of this point");
+    }
+    if !a.is_finite() {
+        return Some("the analytic gradient is not finite: check divisions and logs in the backward");
+    }
+    if fast_mode {
+        return Some("rerun with fast_mode: false to find the failing element");
+    }
+    if a == 0.0 {
+        return Some(
+            "the analytic gradient is exactly 0: no gradient reaches this input here (a detach, \
+             a no_grad, or a backward returning None?)",
+        );
+    }
+    let q = a / n;
+    if (q - 0.5).abs() < 0.01 || (q - 2.0).abs() < 0.02 {
+        return Some("off by a factor of 2: a contribution missing or counted twice (x used twice?)");
+    }
+    if (q + 1.0).abs() < 0.01 {
+        return Some("the sign is flipped");
+    }
+    None
+}
+
+impl fmt::Display for GradcheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = &self.options;
+        writeln!(
+            f,
+            "gradcheck passed ({} mode, eps {:e}, atol {:e}, rtol {:e}); output shape {:?}; {} forward, {} backward passes",
+            if o.fast_mode { "fast" } else { "full" },
+            o.eps,
+            o.atol,
+            o.rtol,
+            self.output_shape,
+            self.forward_calls,
+            self.backward_calls
+        )?;
+        writeln!(
+            f,
+            "input  {:<14} {:>8} {:>12} {:>12} {:>9}  worst at",
+            "shape", "checked", "max abs err", "max rel err", "err/tol"
+        )?;
+        for r in &self.inputs {
+            let at = match (&r.worst_element, &r.worst_output, r.worst_direction) {
+                (Some(e), Some(y), _) if y.is_empty() => format!("x{e:?}"),
+                (Some(e), Some(y), _) => format!("x{e:?} -> y{y:?}"),
+                (_, _, Some(p)) => format!("direction pair {p}"),
+                _ => "-".to_string(),
+            };
+            writeln!(
+                f,
+                "{:>5}  {:<14} {:>8} {:>12.3e} {:>12.3e} {:>9.2e}  {at}",
+                r.input,
+                format!("{:?}", r.shape),
+                r.checked,
+                r.max_abs_err,
+                r.max_rel_err,
+                r.worst_ratio
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autograd::{Backward, record};
+    use std::cell::Cell;
+
+    fn t(data: &[f64], shape: &[usize]) -> Tensor<f64> {
+        Tensor::from_vec(data.to_vec(), shape, Device::Cpu).unwrap()
+    }
+
+    fn randn(shape: &[usize], seed: u64) -> Tensor<f64> {
+        Tensor::randn(shape, seed, Device::Cpu).unwrap()
+    }
+
+    fn full() -> GradcheckOptions {
+        GradcheckOptions::default()
+    }
+
+    fn fast() -> GradcheckOptions {
+        GradcheckOptions {
+            fast_mode: true,
+            seed: 7,
+            ..GradcheckOptions::default()
+        }
+    }
+
+    #[test]
+    fn broadcast_mul_passes_and_reports_every_input() {
+        let (a, b) = (randn(&[2, 3], 1), randn(&[3], 2));
+        let r = gradcheck(|x| x[0].mul(&x[1]), &[a.clone(), b.clone()], &full()).unwrap();
+        assert_eq!(r.inputs.len(), 2);
+        assert_eq!(r.output_shape, vec![2, 3]);
+        assert_eq!(r.inputs[0].checked, 36);
+        assert_eq!(r.inputs[1].checked, 18);
+        assert!(
+            r.inputs
+                .iter()
+                .all(|i| i.worst_ratio <= 1.0 && !i.fast_mode && i.worst_element.is_some())
+        );
+        // 6 analytic rows + 3 structural backward; 1 + 3 + 6 + 2 * (6 + 3) forwards.
+        assert_eq!(r.backward_calls, 9);
+        assert_eq!(r.forward_calls, 1 + 3 + 6 + 18);
+        // The caller's tensors are untouched.
+        assert!(!a.is_requires_grad() && a.grad().is_none() && !b.is_requires_grad());
+        let shown = r.to_string();
+        assert!(
+            shown.contains("gradcheck passed") && shown.contains("[2, 3]"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn unary_and_reductions_pass_in_both_modes() {
+        let x = randn(&[3, 4], 3);
+        let pos = t(&[0.5, 1.5, 2.0, 3.0, 0.7, 1.1], &[2, 3]);
+        type F = fn(&[Tensor<f64>]) -> Result<Tensor<f64>>;
+        let cases: Vec<(F, &Tensor<f64>)> = vec![
+            (|x| x[0].tanh()?.sum(), &x),
+            (|x| x[0].tanh(), &x),
+            (|x| x[0].sum_dim(&[1], false), &x),
+            (|x| x[0].sigmoid()?.mul(&x[0])?.mean_dim(&[0], true), &x),
+            (|x| x[0].exp()?.transpose(0, 1), &x),
+            (|x| x[0].log()?.add(&x[0].sqrt()?)?.powf(1.5), &pos),
+            (|x| x[0].div(&x[0].sum_dim(&[1], true)?), &pos),
+        ];
+        for (i, (f, x)) in cases.into_iter().enumerate() {
+            for o in [full(), fast()] {
+                let r = gradcheck(f, std::slice::from_ref(x), &o);
+                assert!(r.is_ok(), "case {i}, fast {}: {}", o.fast_mode, r.unwrap_err());
+            }
+        }
+    }
+
+    #[test]
+    fn fast_mode_on_a_bigger_input() {
+        let (a, b) = (randn(&[16, 24], 4), randn(&[24], 5));
+        let f = |x: &[Tensor<f64>]| x[0].mul(&x[1])?.tanh()?.mean_dim(&[1], false);
+        let r = gradcheck(f, &[a, b], &fast()).unwrap();
+        assert!(
+            r.inputs
+                .iter()
+                .all(|i| i.fast_mode && i.checked == FAST_PAIRS && i.worst_direction.is_some())
+        );
+        assert!(r.backward_calls <= 3 + FAST_PAIRS);
+        assert!(r.to_string().contains("direction pair"));
+    }
+
+    #[test]
+    fn detach_cuts_the_gradient_and_is_caught() {
+        let x = t(&[1.0, -2.0, 3.0], &[3]);
+        for o in [full(), fast()] {
+            let err = gradcheck(|x| x[0].mul(&x[0].detach()), std::slice::from_ref(&x), &o).unwrap_err();
+            let Error::Gradcheck { msg } = &err else {
+                panic!("wrong kind: {err}")
+            };
+            assert!(msg.contains("input 0"), "{msg}");
+            if o.fast_mode {
+                assert!(msg.contains("direction pair"), "{msg}");
+            } else {
+                // Worst entry: element 2 (analytic 3, numeric 6), factor-of-2 hint.
+                assert!(
+                    msg.contains("element [2]") && msg.contains("output element [2]"),
+                    "{msg}"
+                );
+                assert!(msg.contains("3 of 9 Jacobian") && msg.contains("factor of 2"), "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn unused_input_has_zero_gradient_and_passes() {
+        let (a, b) = (randn(&[2], 6), randn(&[3], 7));
+        let r = gradcheck(|x| x[0].exp(), &[a.clone(), b.clone()], &full()).unwrap();
+        assert_eq!(r.inputs[1].max_abs_err, 0.0);
+        // But an input that does matter and gets no gradient fails, with a hint.
+        let err = gradcheck(|x| x[0].detach().mul(&x[1].sum()?), &[a, b], &full()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("input 0") && msg.contains("exactly 0"), "{msg}");
+    }
+
+    #[test]
+    fn errors_of_f_propagate_with_context() {
+        let (a, b) = (randn(&[2], 1), randn(&[3], 2));
+        let err = gradcheck(|x| x[0].add(&x[1]), &[a, b], &full()).unwrap_err();
+        let Error::Shape { op, msg } = &err else {
+            panic!("wrong kind: {err}")
+        };
+        assert_eq!(*op, "add");
+        assert!(msg.contains("by f") && msg.contains("gradcheck"), "{msg}");
+    }
+
+    #[test]
+    fn non_finite_output_and_bad_options_are_errors() {
+        let x = t(&[1.0, -1.0], &[2]);
+        let msg = gradcheck(|x| x[0].log(), std::slice::from_ref(&x), &full())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("not finite") && msg.contains("[1]"), "{msg}");
+        let bad = GradcheckOptions { eps: 0.0, ..full() };
+        assert!(matches!(
+            gradcheck(|x| x[0].exp(), std::slice::from_ref(&x), &bad),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            gradcheck(|x| x[0].exp(), &[], &full()),
+            Err(Error::InvalidArgument { .. })
+        ));
+        let in_no_grad = no_grad(|| gradcheck(|x| x[0].exp(), std::slice::from_ref(&x), &full()));
+        assert!(matches!(in_no_grad, Err(Error::InvalidArgument { .. })));
+    }
+
+    #[test]
+    fn state_kept_between_calls_is_caught_by_the_determinism_check() {
+        let calls = Cell::new(0.0);
+        let f = |x: &[Tensor<f64>]| {
+            calls.set(calls.get() + 1.0);
+            x[0].mul_scalar(calls.get())?.sum()
+        };
+        let msg = gradcheck(f, &[randn(&[3], 1)], &full()).unwrap_err().to_string();
+        assert!(msg.contains("input 0") && msg.contains("bit-identical"), "{msg}");
+    }
+
+    /// y = 2x with a backward that adds a constant: not linear in the upstream gradient.
+    struct AffineBackward;
+    impl Backward<f64> for AffineBackward {
+        fn name(&self) -> &'static str {
+            "buggy_double"
+        }
+        fn backward(&self, g: &Tensor<f64>, inputs: &[Tensor<f64>]) -> Result<Vec<Option<Tensor<f64>>>> {
+            Ok(vec![
+                inputs[0]
+                    .is_requires_grad()
+                    .then(|| g.mul_scalar(2.0)?.add_scalar(1.0))
+                    .transpose()?,
+            ])
+        }
+    }
+
+    #[test]
+    fn a_backward_not_linear_in_its_upstream_gradient_is_caught() {
+        let f = |x: &[Tensor<f64>]| {
+            let out = no_grad(|| x[0].mul_scalar(2.0))?;
+            Ok(record(out.detach(), &[&x[0]], AffineBackward))
+        };
+        let msg = gradcheck(f, &[randn(&[2, 2], 3)], &full()).unwrap_err().to_string();
+        assert!(
+            msg.contains("zero upstream gradient") && msg.contains("element [0, 0]"),
+            "{msg}"
+        );
+    }
+}

@@ -22,13 +22,18 @@
 
 pub mod autograd;
 mod backend;
+pub mod checkpoint;
+pub mod data;
 mod device;
 mod dtype;
 mod error;
 mod gradcheck;
 pub mod loss;
+pub mod nn;
 mod ops;
+pub mod optim;
 mod rng;
+pub mod serialize;
 pub mod shape;
 mod tensor;
 

@@ -7,13 +7,17 @@ use crate::{Device, Error, Pair, Result, Rng, Tensor};
 /// Uniform values in [-bound, bound), as PyTorch's default `kaiming_uniform_(a = sqrt(5))`
 /// (bound = 1 / sqrt(fan_in)) for weights and biases.
 fn uniform<T: Float>(shape: &[usize], bound: f64, rng: &mut Rng, device: Device) -> Result<Tensor<T>> {
-    let data = (0..shape.iter().product()).map(|_| T::from_f64((2.0 * rng.uniform() - 1.0) * bound)).collect();
+    let data = (0..shape.iter().product())
+        .map(|_| T::from_f64((2.0 * rng.uniform() - 1.0) * bound))
+        .collect();
     Ok(Tensor::from_vec(data, shape, device)?.requires_grad())
 }
 
 /// Normal values N(0, std²) (Kaiming-normal when std = sqrt(2 / fan)).
 pub(crate) fn normal<T: Float>(shape: &[usize], std: f64, rng: &mut Rng, device: Device) -> Result<Tensor<T>> {
-    let data = (0..shape.iter().product()).map(|_| T::from_f64(rng.normal() * std)).collect();
+    let data = (0..shape.iter().product())
+        .map(|_| T::from_f64(rng.normal() * std))
+        .collect();
     Ok(Tensor::from_vec(data, shape, device)?.requires_grad())
 }
 
@@ -29,11 +33,18 @@ impl<T: Float> Linear<T> {
     /// PyTorch's default initialisation: weight and bias uniform in ±1/sqrt(in_features).
     pub fn new(in_features: usize, out_features: usize, bias: bool, rng: &mut Rng, device: Device) -> Result<Self> {
         if in_features == 0 || out_features == 0 {
-            return Err(Error::invalid("Linear::new", format!("sizes must be positive, got {in_features} -> {out_features}")));
+            return Err(Error::invalid(
+                "Linear::new",
+                format!("sizes must be positive, got {in_features} -> {out_features}"),
+            ));
         }
         let bound = 1.0 / (in_features as f64).sqrt();
         let weight = uniform(&[out_features, in_features], bound, rng, device)?;
-        let bias = if bias { Some(uniform(&[out_features], bound, rng, device)?) } else { None };
+        let bias = if bias {
+            Some(uniform(&[out_features], bound, rng, device)?)
+        } else {
+            None
+        };
         Ok(Linear { weight, bias })
     }
 }
@@ -83,12 +94,24 @@ impl<T: Float> Conv2d<T> {
         let k = kernel.into();
         let fan_in = in_channels * k.h * k.w;
         if fan_in == 0 || out_channels == 0 {
-            return Err(Error::invalid("Conv2d::new", "channels and kernel sizes must be positive"));
+            return Err(Error::invalid(
+                "Conv2d::new",
+                "channels and kernel sizes must be positive",
+            ));
         }
         let bound = 1.0 / (fan_in as f64).sqrt();
         let weight = uniform(&[out_channels, in_channels, k.h, k.w], bound, rng, device)?;
-        let bias = if bias { Some(uniform(&[out_channels], bound, rng, device)?) } else { None };
-        Ok(Conv2d { weight, bias, stride: stride.into(), padding: padding.into() })
+        let bias = if bias {
+            Some(uniform(&[out_channels], bound, rng, device)?)
+        } else {
+            None
+        };
+        Ok(Conv2d {
+            weight,
+            bias,
+            stride: stride.into(),
+            padding: padding.into(),
+        })
     }
 
     /// Re-initialises the weight Kaiming-normal with fan_out (torchvision's ResNet init:
@@ -164,10 +187,16 @@ impl<T: Float> Module<T> for BatchNorm2d<T> {
         )
     }
     fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
-        vec![("weight".to_string(), self.weight.clone()), ("bias".to_string(), self.bias.clone())]
+        vec![
+            ("weight".to_string(), self.weight.clone()),
+            ("bias".to_string(), self.bias.clone()),
+        ]
     }
     fn buffers(&self) -> Vec<(String, Tensor<T>)> {
-        vec![("running_mean".to_string(), self.running_mean.clone()), ("running_var".to_string(), self.running_var.clone())]
+        vec![
+            ("running_mean".to_string(), self.running_mean.clone()),
+            ("running_var".to_string(), self.running_var.clone()),
+        ]
     }
     fn set_training(&mut self, training: bool) {
         self.training = training;
@@ -201,7 +230,11 @@ pub struct MaxPool2d {
 impl MaxPool2d {
     /// A max-pool layer.
     pub fn new(kernel: impl Into<Pair>, stride: impl Into<Pair>, padding: impl Into<Pair>) -> Self {
-        MaxPool2d { kernel: kernel.into(), stride: stride.into(), padding: padding.into() }
+        MaxPool2d {
+            kernel: kernel.into(),
+            stride: stride.into(),
+            padding: padding.into(),
+        }
     }
 }
 
@@ -228,7 +261,11 @@ pub struct AvgPool2d {
 impl AvgPool2d {
     /// An average-pool layer.
     pub fn new(kernel: impl Into<Pair>, stride: impl Into<Pair>, padding: impl Into<Pair>) -> Self {
-        AvgPool2d { kernel: kernel.into(), stride: stride.into(), padding: padding.into() }
+        AvgPool2d {
+            kernel: kernel.into(),
+            stride: stride.into(),
+            padding: padding.into(),
+        }
     }
 }
 
@@ -295,10 +332,18 @@ impl<T: Float> Module<T> for Sequential<T> {
         Ok(h)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
-        self.layers.iter().enumerate().flat_map(|(i, l)| prefixed(&i.to_string(), l.named_parameters())).collect()
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| prefixed(&i.to_string(), l.named_parameters()))
+            .collect()
     }
     fn buffers(&self) -> Vec<(String, Tensor<T>)> {
-        self.layers.iter().enumerate().flat_map(|(i, l)| prefixed(&i.to_string(), l.buffers())).collect()
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| prefixed(&i.to_string(), l.buffers()))
+            .collect()
     }
     fn set_training(&mut self, training: bool) {
         self.layers.iter_mut().for_each(|l| l.set_training(training));

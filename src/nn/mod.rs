@@ -9,7 +9,9 @@
 mod layers;
 pub mod resnet;
 
-pub use layers::{AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Sequential};
+pub use layers::{
+    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU, Sequential,
+};
 
 use crate::dtype::Float;
 use crate::{Result, Tensor};
@@ -44,4 +46,53 @@ pub trait Module<T: Float>: Send + Sync {
 /// Prefixes the names of a child's tensors with `prefix.`.
 pub(crate) fn prefixed<T: Float>(prefix: &str, items: Vec<(String, Tensor<T>)>) -> Vec<(String, Tensor<T>)> {
     items.into_iter().map(|(n, t)| (format!("{prefix}.{n}"), t)).collect()
+}
+
+/// Every tensor a checkpoint needs from `module`: its parameters and its buffers, by name.
+pub fn state_dict<T: Float>(module: &dyn Module<T>) -> Vec<(String, Tensor<T>)> {
+    let mut v = module.named_parameters();
+    v.extend(module.buffers());
+    v
+}
+
+/// Copies saved values into `module`'s parameters and buffers, matched by name (the inverse
+/// of [`state_dict`]). The copy is in place (it bumps the tensors' version counters, so a
+/// graph built before it cannot be backpropagated). `Err` if a name is missing from `saved`
+/// or a shape differs; names in `saved` that the module lacks are an `Err` too, so a
+/// checkpoint of another architecture is never half-loaded silently.
+pub fn load_state_dict<T: Float>(module: &dyn Module<T>, saved: &[(String, Tensor<T>)]) -> Result<()> {
+    let targets = state_dict(module);
+    for (name, _) in saved {
+        if !targets.iter().any(|(n, _)| n == name) {
+            return Err(crate::Error::invalid(
+                "load_state_dict",
+                format!("the module has no tensor named `{name}`"),
+            ));
+        }
+    }
+    let mut pairs = Vec::with_capacity(targets.len());
+    for (name, dst) in &targets {
+        let src = saved
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .ok_or_else(|| crate::Error::invalid("load_state_dict", format!("no saved tensor for `{name}`")))?;
+        if src.shape() != dst.shape() {
+            return Err(crate::Error::shape(
+                "load_state_dict",
+                format!(
+                    "`{name}`: saved shape {:?}, module shape {:?}",
+                    src.shape(),
+                    dst.shape()
+                ),
+            ));
+        }
+        pairs.push((dst, src));
+    }
+    // All checks passed: now copy, so a failed load changes nothing.
+    for (dst, src) in pairs {
+        let values = src.to_vec()?;
+        dst.update_in_place(|d| d.copy_from_slice(&values))?;
+    }
+    Ok(())
 }

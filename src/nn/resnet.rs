@@ -23,7 +23,12 @@ pub struct ResNetConfig {
 
 impl Default for ResNetConfig {
     fn default() -> Self {
-        ResNetConfig { in_channels: 3, num_classes: 1000, small_input_stem: false, seed: 0 }
+        ResNetConfig {
+            in_channels: 3,
+            num_classes: 1000,
+            small_input_stem: false,
+            seed: 0,
+        }
     }
 }
 
@@ -42,11 +47,23 @@ pub struct CifarResNetConfig {
 
 impl Default for CifarResNetConfig {
     fn default() -> Self {
-        CifarResNetConfig { in_channels: 3, num_classes: 10, width: 1, seed: 0 }
+        CifarResNetConfig {
+            in_channels: 3,
+            num_classes: 10,
+            width: 1,
+            seed: 0,
+        }
     }
 }
 
-fn conv<T: Float>(cin: usize, cout: usize, k: usize, stride: usize, rng: &mut Rng, device: Device) -> Result<Conv2d<T>> {
+fn conv<T: Float>(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    rng: &mut Rng,
+    device: Device,
+) -> Result<Conv2d<T>> {
     Conv2d::new(cin, cout, k, stride, k / 2, false, rng, device)?.kaiming_normal_fan_out(rng)
 }
 
@@ -105,7 +122,11 @@ fn block_forward<T: Float>(
     h.add(&shortcut)?.relu()
 }
 
-fn block_params<T: Float>(convs: &[Conv2d<T>], bns: &[BatchNorm2d<T>], ds: &Option<Downsample<T>>) -> Vec<(String, Tensor<T>)> {
+fn block_params<T: Float>(
+    convs: &[Conv2d<T>],
+    bns: &[BatchNorm2d<T>],
+    ds: &Option<Downsample<T>>,
+) -> Vec<(String, Tensor<T>)> {
     let mut v = Vec::new();
     for (i, (c, b)) in convs.iter().zip(bns).enumerate() {
         v.extend(prefixed(&format!("conv{}", i + 1), c.named_parameters()));
@@ -135,9 +156,18 @@ fn set_block_training<T: Float>(bns: &mut [BatchNorm2d<T>], ds: &mut Option<Down
     }
 }
 
-fn make_downsample<T: Float>(cin: usize, cout: usize, stride: usize, rng: &mut Rng, device: Device) -> Result<Option<Downsample<T>>> {
+fn make_downsample<T: Float>(
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    rng: &mut Rng,
+    device: Device,
+) -> Result<Option<Downsample<T>>> {
     Ok(if stride != 1 || cin != cout {
-        Some(Downsample { conv: conv(cin, cout, 1, stride, rng, device)?, bn: BatchNorm2d::new(cout, device)? })
+        Some(Downsample {
+            conv: conv(cin, cout, 1, stride, rng, device)?,
+            bn: BatchNorm2d::new(cout, device)?,
+        })
     } else {
         None
     })
@@ -146,7 +176,10 @@ fn make_downsample<T: Float>(cin: usize, cout: usize, stride: usize, rng: &mut R
 impl<T: Float> BasicBlock<T> {
     /// A block from `cin` to `planes` channels; a projection shortcut when the shape changes.
     pub fn new(cin: usize, planes: usize, stride: usize, rng: &mut Rng, device: Device) -> Result<Self> {
-        let convs = vec![conv(cin, planes, 3, stride, rng, device)?, conv(planes, planes, 3, 1, rng, device)?];
+        let convs = vec![
+            conv(cin, planes, 3, stride, rng, device)?,
+            conv(planes, planes, 3, 1, rng, device)?,
+        ];
         let bns = vec![BatchNorm2d::new(planes, device)?, BatchNorm2d::new(planes, device)?];
         let downsample = make_downsample(cin, planes, stride, rng, device)?;
         Ok(BasicBlock { convs, bns, downsample })
@@ -161,7 +194,11 @@ impl<T: Float> Bottleneck<T> {
             conv(planes, planes, 3, stride, rng, device)?,
             conv(planes, planes * 4, 1, 1, rng, device)?,
         ];
-        let bns = vec![BatchNorm2d::new(planes, device)?, BatchNorm2d::new(planes, device)?, BatchNorm2d::new(planes * 4, device)?];
+        let bns = vec![
+            BatchNorm2d::new(planes, device)?,
+            BatchNorm2d::new(planes, device)?,
+            BatchNorm2d::new(planes * 4, device)?,
+        ];
         let downsample = make_downsample(cin, planes * 4, stride, rng, device)?;
         Ok(Bottleneck { convs, bns, downsample })
     }
@@ -270,7 +307,10 @@ fn build<T: Float>(
     seed: u64,
 ) -> Result<ResNet<T>> {
     if in_channels == 0 || num_classes == 0 {
-        return Err(Error::invalid("resnet", format!("in_channels ({in_channels}) and num_classes ({num_classes}) must be positive")));
+        return Err(Error::invalid(
+            "resnet",
+            format!("in_channels ({in_channels}) and num_classes ({num_classes}) must be positive"),
+        ));
     }
     let device = Device::Cpu;
     let mut rng = Rng::new(seed);
@@ -296,12 +336,33 @@ fn build<T: Float>(
         layers.push(stage);
     }
     let fc = Linear::new(cin, num_classes, true, &mut rng, device)?;
-    Ok(ResNet { conv1, bn1, maxpool, layers, fc, feature_dim: cin })
+    Ok(ResNet {
+        conv1,
+        bn1,
+        maxpool,
+        layers,
+        fc,
+        feature_dim: cin,
+    })
 }
 
 fn imagenet<T: Float>(kind: BlockKind, blocks: &[usize], cfg: &ResNetConfig) -> Result<ResNet<T>> {
-    let stem = if cfg.small_input_stem { (3, 1, false) } else { (7, 2, true) };
-    build(kind, blocks, &[64, 128, 256, 512], &[1, 2, 2, 2], 64, stem, cfg.in_channels, cfg.num_classes, cfg.seed)
+    let stem = if cfg.small_input_stem {
+        (3, 1, false)
+    } else {
+        (7, 2, true)
+    };
+    build(
+        kind,
+        blocks,
+        &[64, 128, 256, 512],
+        &[1, 2, 2, 2],
+        64,
+        stem,
+        cfg.in_channels,
+        cfg.num_classes,
+        cfg.seed,
+    )
 }
 
 /// ResNet-18 (BasicBlocks 2-2-2-2); 11,689,512 parameters at 3 input channels, 1000 classes.
@@ -324,12 +385,25 @@ pub fn resnet50<T: Float>(cfg: &ResNetConfig) -> Result<ResNet<T>> {
 /// changes), global average pool, Linear. `depth` = 6n + 2: 20, 32, 44, 56 or 110.
 pub fn cifar_resnet<T: Float>(depth: usize, cfg: &CifarResNetConfig) -> Result<ResNet<T>> {
     if ![20, 32, 44, 56, 110].contains(&depth) {
-        return Err(Error::invalid("cifar_resnet", format!("depth {depth} is not one of 20, 32, 44, 56, 110")));
+        return Err(Error::invalid(
+            "cifar_resnet",
+            format!("depth {depth} is not one of 20, 32, 44, 56, 110"),
+        ));
     }
     if cfg.width == 0 {
         return Err(Error::invalid("cifar_resnet", "width must be at least 1"));
     }
     let n = (depth - 2) / 6;
     let w = cfg.width;
-    build(BlockKind::Basic, &[n, n, n], &[16 * w, 32 * w, 64 * w], &[1, 2, 2], 16 * w, (3, 1, false), cfg.in_channels, cfg.num_classes, cfg.seed)
+    build(
+        BlockKind::Basic,
+        &[n, n, n],
+        &[16 * w, 32 * w, 64 * w],
+        &[1, 2, 2],
+        16 * w,
+        (3, 1, false),
+        cfg.in_channels,
+        cfg.num_classes,
+        cfg.seed,
+    )
 }

@@ -3,7 +3,7 @@
 //! backward in a comment. See `README.md` in this folder for the layout rule.
 
 mod batchnorm;
-mod conv;
+pub(crate) mod conv;
 mod elementwise;
 mod matmul;
 mod normalize;

@@ -161,6 +161,20 @@ impl<T: Float> Tensor<T> {
         Ok(())
     }
 
+    /// Replaces this leaf's gradient (`clip_grad_norm` writes scaled gradients back). The new
+    /// gradient is stored detached. No-op on non-leaves.
+    pub(crate) fn set_grad(&self, g: Option<Tensor<T>>) {
+        if self.inner.node.is_none() {
+            *self.inner.grad.lock().unwrap() = g.map(|g| g.detach());
+        }
+    }
+
+    /// True if both handles read the same storage (e.g. a tensor and its `detach`), so a read
+    /// of one while writing the other in place would alias.
+    pub(crate) fn shares_storage(&self, other: &Tensor<T>) -> bool {
+        Arc::ptr_eq(&self.inner.storage, &other.inner.storage)
+    }
+
     /// `Err` unless both tensors are on the same device.
     pub(crate) fn same_device(&self, op: &'static str, other: &Tensor<T>) -> Result<()> {
         if self.device() == other.device() {

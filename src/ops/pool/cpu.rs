@@ -1,0 +1,186 @@
+//! CPU kernels of the pooling family. Every (image, channel) plane is independent, so planes
+//! run in parallel above the size threshold; each plane is computed by one thread in a fixed
+//! order.
+
+use crate::backend::cpu::PAR_THRESHOLD;
+use crate::dtype::Float;
+use rayon::prelude::*;
+
+/// Geometry of a pooling window sweep over `planes` planes of `h x w` into `oh x ow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolParams {
+    pub planes: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+/// Runs `f(plane_index, out_plane)` over output planes of `len` elements.
+fn per_plane<X: Send>(out: &mut [X], len: usize, work: usize, f: impl Fn(usize, &mut [X]) + Sync + Send) {
+    if len == 0 {
+        return;
+    }
+    if out.len() / len > 1 && out.len().saturating_mul(work) >= PAR_THRESHOLD {
+        out.par_chunks_mut(len).enumerate().for_each(|(i, o)| f(i, o));
+    } else {
+        out.chunks_mut(len).enumerate().for_each(|(i, o)| f(i, o));
+    }
+}
+
+/// Max pooling: values and, per output, the index within its plane of the first maximum in
+/// row-major window order (padding never wins; a NaN wins and stays).
+pub(crate) fn max_pool<T: Float>(x: &[T], p: &PoolParams) -> (Vec<T>, Vec<usize>) {
+    let (ilen, olen) = (p.h * p.w, p.oh * p.ow);
+    let mut out: Vec<(T, usize)> = vec![(T::ZERO, 0); p.planes * olen];
+    per_plane(&mut out, olen, p.kh * p.kw, |pl, o| {
+        let plane = &x[pl * ilen..][..ilen];
+        for oy in 0..p.oh {
+            for ox in 0..p.ow {
+                let mut best: Option<(T, usize)> = None;
+                for ki in 0..p.kh {
+                    let Some(iy) = (oy * p.sh + ki).checked_sub(p.ph).filter(|&y| y < p.h) else {
+                        continue;
+                    };
+                    for kj in 0..p.kw {
+                        let Some(ix) = (ox * p.sw + kj).checked_sub(p.pw).filter(|&x| x < p.w) else {
+                            continue;
+                        };
+                        let v = plane[iy * p.w + ix];
+                        match best {
+                            Some((b, _)) if b.is_nan() || !(v > b || v.is_nan()) => {}
+                            _ => best = Some((v, iy * p.w + ix)),
+                        }
+                    }
+                }
+                // padding <= kernel / 2 guarantees every window holds at least one pixel
+                o[oy * p.ow + ox] = best.expect("a pooling window with no pixel");
+            }
+        }
+    });
+    out.into_iter().unzip()
+}
+
+/// Scatters `g` through the saved argmax indices (summing where windows overlap).
+pub(crate) fn max_pool_backward<T: Float>(g: &[T], argmax: &[usize], p: &PoolParams) -> Vec<T> {
+    let (ilen, olen) = (p.h * p.w, p.oh * p.ow);
+    let mut dx = vec![T::ZERO; p.planes * ilen];
+    per_plane(&mut dx, ilen, 1, |pl, d| {
+        for (&i, &gv) in argmax[pl * olen..][..olen].iter().zip(&g[pl * olen..][..olen]) {
+            d[i] += gv;
+        }
+    });
+    dx
+}
+
+/// The window of output `o` along one axis: (first, end) input indices inside the input, and
+/// the divisor PyTorch uses with count_include_pad = true (the window clipped to the padded
+/// input, i.e. end at most len + pad).
+fn avg_window(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usize, usize, usize) {
+    let start = o * stride; // in padded coordinates
+    let end = (start + k).min(len + 2 * pad);
+    let count = end - start;
+    (start.saturating_sub(pad), end.saturating_sub(pad).min(len), count)
+}
+
+/// Average pooling, padding counted in the divisor (PyTorch's default).
+pub(crate) fn avg_pool<T: Float>(x: &[T], p: &PoolParams) -> Vec<T> {
+    let (ilen, olen) = (p.h * p.w, p.oh * p.ow);
+    let mut out = vec![T::ZERO; p.planes * olen];
+    per_plane(&mut out, olen, p.kh * p.kw, |pl, o| {
+        let plane = &x[pl * ilen..][..ilen];
+        for oy in 0..p.oh {
+            let (y0, y1, ch) = avg_window(oy, p.sh, p.ph, p.kh, p.h);
+            for ox in 0..p.ow {
+                let (x0, x1, cw) = avg_window(ox, p.sw, p.pw, p.kw, p.w);
+                let mut s = T::ZERO;
+                for iy in y0..y1 {
+                    for ix in x0..x1 {
+                        s += plane[iy * p.w + ix];
+                    }
+                }
+                o[oy * p.ow + ox] = s / T::from_usize(ch * cw);
+            }
+        }
+    });
+    out
+}
+
+/// Backward of [`avg_pool`]: each output's gradient spread evenly (divided by the same count)
+/// over the input pixels of its window.
+pub(crate) fn avg_pool_backward<T: Float>(g: &[T], p: &PoolParams) -> Vec<T> {
+    let (ilen, olen) = (p.h * p.w, p.oh * p.ow);
+    let mut dx = vec![T::ZERO; p.planes * ilen];
+    per_plane(&mut dx, ilen, p.kh * p.kw, |pl, d| {
+        let gp = &g[pl * olen..][..olen];
+        for oy in 0..p.oh {
+            let (y0, y1, ch) = avg_window(oy, p.sh, p.ph, p.kh, p.h);
+            for ox in 0..p.ow {
+                let (x0, x1, cw) = avg_window(ox, p.sw, p.pw, p.kw, p.w);
+                let share = gp[oy * p.ow + ox] / T::from_usize(ch * cw);
+                for iy in y0..y1 {
+                    for ix in x0..x1 {
+                        d[iy * p.w + ix] += share;
+                    }
+                }
+            }
+        }
+    });
+    dx
+}
+
+/// PyTorch's adaptive window along one axis: [floor(i·len/out), ceil((i+1)·len/out)).
+fn adaptive_window(i: usize, out: usize, len: usize) -> (usize, usize) {
+    (i * len / out, ((i + 1) * len).div_ceil(out))
+}
+
+/// Adaptive average pooling to `oh x ow` (the kernel fields of `p` are unused).
+pub(crate) fn adaptive_avg_pool<T: Float>(x: &[T], p: &PoolParams) -> Vec<T> {
+    let (ilen, olen) = (p.h * p.w, p.oh * p.ow);
+    let mut out = vec![T::ZERO; p.planes * olen];
+    per_plane(&mut out, olen, ilen / olen.max(1) + 1, |pl, o| {
+        let plane = &x[pl * ilen..][..ilen];
+        for oy in 0..p.oh {
+            let (y0, y1) = adaptive_window(oy, p.oh, p.h);
+            for ox in 0..p.ow {
+                let (x0, x1) = adaptive_window(ox, p.ow, p.w);
+                let mut s = T::ZERO;
+                for iy in y0..y1 {
+                    for ix in x0..x1 {
+                        s += plane[iy * p.w + ix];
+                    }
+                }
+                o[oy * p.ow + ox] = s / T::from_usize((y1 - y0) * (x1 - x0));
+            }
+        }
+    });
+    out
+}
+
+/// Backward of [`adaptive_avg_pool`].
+pub(crate) fn adaptive_avg_pool_backward<T: Float>(g: &[T], p: &PoolParams) -> Vec<T> {
+    let (ilen, olen) = (p.h * p.w, p.oh * p.ow);
+    let mut dx = vec![T::ZERO; p.planes * ilen];
+    per_plane(&mut dx, ilen, 1, |pl, d| {
+        let gp = &g[pl * olen..][..olen];
+        for oy in 0..p.oh {
+            let (y0, y1) = adaptive_window(oy, p.oh, p.h);
+            for ox in 0..p.ow {
+                let (x0, x1) = adaptive_window(ox, p.ow, p.w);
+                let share = gp[oy * p.ow + ox] / T::from_usize((y1 - y0) * (x1 - x0));
+                for iy in y0..y1 {
+                    for ix in x0..x1 {
+                        d[iy * p.w + ix] += share;
+                    }
+                }
+            }
+        }
+    });
+    dx
+}

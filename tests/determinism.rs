@@ -1,0 +1,93 @@
+//! Determinism: a small conv + batch_norm + relu + max_pool + matmul + cross_entropy forward and
+//! backward in f32, with sizes above the parallel thresholds, gives bit-identical outputs,
+//! gradients and running statistics in a 1-thread and in multi-thread rayon pools.
+
+use smallgrad::loss::{Reduction, cross_entropy};
+use smallgrad::{Device, Tensor};
+
+struct Run {
+    loss: Vec<u32>,
+    logits: Vec<u32>,
+    grads: Vec<Vec<u32>>,
+    running: Vec<Vec<u32>>,
+}
+
+fn bits(t: &Tensor<f32>) -> Vec<u32> {
+    t.to_vec().unwrap().into_iter().map(f32::to_bits).collect()
+}
+
+fn run() -> Run {
+    let cpu = Device::Cpu;
+    // 5*8*32*32 = 40960 input values, conv output 81920: above PAR_THRESHOLD (32768).
+    let x = Tensor::<f32>::randn(&[5, 8, 32, 32], 1, cpu).unwrap().requires_grad();
+    let w = Tensor::<f32>::randn(&[16, 8, 3, 3], 2, cpu)
+        .unwrap()
+        .mul_scalar(0.1)
+        .unwrap()
+        .requires_grad();
+    let b = Tensor::<f32>::randn(&[16], 3, cpu).unwrap().requires_grad();
+    let gamma = Tensor::<f32>::rand(&[16], 4, cpu)
+        .unwrap()
+        .add_scalar(0.5)
+        .unwrap()
+        .requires_grad();
+    let beta = Tensor::<f32>::randn(&[16], 5, cpu).unwrap().requires_grad();
+    let fc = Tensor::<f32>::randn(&[4096, 10], 6, cpu)
+        .unwrap()
+        .mul_scalar(0.02)
+        .unwrap()
+        .requires_grad();
+    let rm = Tensor::<f32>::zeros(&[16], cpu).unwrap();
+    let rv = Tensor::<f32>::ones(&[16], cpu).unwrap();
+    let targets = [3, 1, 4, 1, 5];
+
+    let h = x.conv2d(&w, Some(&b), 1, 1).unwrap();
+    let h = h
+        .batch_norm(Some(&rm), Some(&rv), Some(&gamma), Some(&beta), true, 0.1, 1e-5)
+        .unwrap();
+    let h = h.relu().unwrap().max_pool2d(2, 2, 0).unwrap().flatten(1).unwrap();
+    let logits = h.matmul(&fc).unwrap();
+    let loss = cross_entropy(&logits, &targets, Reduction::Mean).unwrap();
+    loss.backward().unwrap();
+    Run {
+        loss: bits(&loss),
+        logits: bits(&logits),
+        grads: [&x, &w, &b, &gamma, &beta, &fc]
+            .iter()
+            .map(|t| bits(&t.grad().unwrap()))
+            .collect(),
+        running: vec![bits(&rm), bits(&rv)],
+    }
+}
+
+fn in_pool(threads: usize) -> Run {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(run)
+}
+
+fn same(a: &Run, b: &Run, what: &str) {
+    assert_eq!(a.loss, b.loss, "{what}: loss bits differ");
+    assert_eq!(a.logits, b.logits, "{what}: logits bits differ");
+    for (i, (ga, gb)) in a.grads.iter().zip(&b.grads).enumerate() {
+        let diff = ga.iter().zip(gb).filter(|(p, q)| p != q).count();
+        assert_eq!(
+            diff,
+            0,
+            "{what}: gradient {i} differs in {diff} of {} elements",
+            ga.len()
+        );
+    }
+    assert_eq!(a.running, b.running, "{what}: running statistics differ");
+}
+
+#[test]
+fn bit_identical_across_thread_counts() {
+    let one = in_pool(1);
+    assert!(f32::from_bits(one.loss[0]).is_finite());
+    same(&one, &in_pool(2), "1 vs 2 threads");
+    same(&one, &in_pool(3), "1 vs 3 threads");
+    same(&one, &in_pool(2), "1 vs 2 threads (again)");
+}
