@@ -154,7 +154,6 @@ impl Case {
     fn usize(&self, name: &str) -> usize {
         self.usizes(name)[0]
     }
-    #[allow(dead_code)] // PENDING(conv): used by the conv/pool families
     fn pair(&self, name: &str) -> (usize, usize) {
         let v = self.usizes(name);
         (v[0], v[1])
@@ -318,8 +317,6 @@ fn fixture_file_is_well_formed() {
     assert_eq!(names.len(), cases.len(), "duplicate case names");
 }
 
-// PENDING(conv): compiled once the op lands on main (`#[cfg(any())]` is always false).
-#[cfg(any())]
 #[test]
 fn conv2d_matches_pytorch() {
     run_family(&["conv2d"], |c, check| {
@@ -336,8 +333,6 @@ fn conv2d_matches_pytorch() {
     })
 }
 
-// PENDING(conv): compiled once the op lands on main (`#[cfg(any())]` is always false).
-#[cfg(any())]
 #[test]
 fn max_pool2d_matches_pytorch() {
     run_family(&["max_pool2d"], |c, check| {
@@ -349,8 +344,6 @@ fn max_pool2d_matches_pytorch() {
     })
 }
 
-// PENDING(conv): compiled once the op lands on main (`#[cfg(any())]` is always false).
-#[cfg(any())]
 #[test]
 fn avg_pool2d_matches_pytorch() {
     run_family(&["avg_pool2d"], |c, check| {
@@ -362,8 +355,6 @@ fn avg_pool2d_matches_pytorch() {
     })
 }
 
-// PENDING(conv): compiled once the op lands on main (`#[cfg(any())]` is always false).
-#[cfg(any())]
 #[test]
 fn adaptive_avg_pool2d_matches_pytorch() {
     run_family(&["adaptive_avg_pool2d"], |c, check| {
@@ -375,8 +366,6 @@ fn adaptive_avg_pool2d_matches_pytorch() {
     })
 }
 
-// PENDING(bnmm): compiled once the op lands on main (`#[cfg(any())]` is always false).
-#[cfg(any())]
 #[test]
 fn batch_norm_matches_pytorch() {
     run_family(&["batch_norm"], |c, check| {
@@ -510,8 +499,6 @@ fn max_dim_and_argmax_match_pytorch() {
     })
 }
 
-// PENDING(bnmm): compiled once the op lands on main (`#[cfg(any())]` is always false).
-#[cfg(any())]
 #[test]
 fn matmul_matches_pytorch() {
     run_family(&["matmul"], |c, check| {
