@@ -123,10 +123,10 @@ fn batch_norm_errors() {
         "rank 1"
     );
     assert!(
-        t(&[4, 3, 2])
+        t(&[4, 3, 2, 2, 2])
             .batch_norm(None, None, None, None, true, 0.1, 1e-5)
             .is_err(),
-        "rank 3"
+        "rank 5"
     );
 }
 
@@ -185,7 +185,7 @@ proptest! {
         let opt: Vec<Option<Tensor<f64>>> = lens.iter().map(|l| l.map(|n| t(&[n]).abs().unwrap())).collect();
         if let Ok(y) = t(&xs).batch_norm(opt[0].as_ref(), opt[1].as_ref(), opt[2].as_ref(), opt[3].as_ref(), training, 0.1, 1e-5) {
             prop_assert_eq!(y.shape(), &xs[..]);
-            prop_assert!(xs.len() == 2 || xs.len() == 4);
+            prop_assert!((2..=4).contains(&xs.len()), "batch_norm accepts [N, C], [N, C, L] and [N, C, H, W]");
             for l in lens.iter().flatten() {
                 prop_assert_eq!(*l, xs[1]);
             }

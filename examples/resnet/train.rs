@@ -18,7 +18,6 @@ use std::time::Instant;
 pub struct RunResult {
     pub loss: LossKind,
     pub test_acc: f64,
-    pub rows: Vec<EpochMetrics>,
     pub seconds: f64,
     pub images_per_s: f64,
     pub memory: Vec<(usize, f64)>,
@@ -428,7 +427,7 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
         }
         t.epoch += 1;
         let secs = epoch_start.elapsed().as_secs_f64();
-        let evaluate_now = t.epoch % args.eval_every == 0 || t.epoch == args.epochs;
+        let evaluate_now = t.epoch.is_multiple_of(args.eval_every) || t.epoch == args.epochs;
         let acc = if evaluate_now {
             eprint!(
                 "\r[{label}] epoch {}/{}: evaluating on {} test images...            ",
@@ -485,7 +484,6 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
         loss: kind,
         test_acc,
         images_per_s: trained_images as f64 / seconds.max(1e-9),
-        rows: t.rows,
         seconds,
         memory,
         peak_rss_mib: peak_rss_mib(),

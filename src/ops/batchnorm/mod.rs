@@ -141,7 +141,7 @@ impl<T: Float> Tensor<T> {
     ///
     /// Running statistics are buffers, never differentiated. `Err` for other ranks, for
     /// running stats / weight / bias not of shape `[C]` or on another device, for `eps` not
-    /// finite and positive, or `momentum` not finite.
+    /// finite and >= 0 (0 is allowed, as in PyTorch), or `momentum` not finite.
     ///
     /// Derivative (training, per channel, M values):
     /// `dx = (w r / M) (M dy - sum dy - xhat sum(dy xhat))`, `dw = sum(dy xhat)`, `db = sum dy`
@@ -185,8 +185,8 @@ impl<T: Float> Tensor<T> {
         check_channel_vec("running_var", running_var, d.c, self)?;
         check_channel_vec("weight", weight, d.c, self)?;
         check_channel_vec("bias", bias, d.c, self)?;
-        if !(eps.is_finite() && eps > 0.0) {
-            return Err(Error::invalid(OP, format!("eps = {eps}, expected a finite value > 0")));
+        if !(eps.is_finite() && eps >= 0.0) {
+            return Err(Error::invalid(OP, format!("eps = {eps}, expected a finite value >= 0")));
         }
         if !momentum.is_finite() {
             return Err(Error::invalid(
@@ -456,7 +456,7 @@ mod tests {
         assert!(bn(&x, None, Some(&v2), None, None, true, 0.1, 1e-5).is_err());
         assert!(bn(&x, None, None, Some(&v2), None, true, 0.1, 1e-5).is_err());
         assert!(bn(&x, None, None, None, Some(&v2), true, 0.1, 1e-5).is_err());
-        assert!(bn(&x, None, None, None, None, true, 0.1, 0.0).is_err());
+        assert!(bn(&x, None, None, None, None, true, 0.1, -1e-5).is_err());
         assert!(bn(&x, None, None, None, None, true, 0.1, f64::NAN).is_err());
         assert!(bn(&x, None, None, None, None, true, f64::INFINITY, 1e-5).is_err());
         assert!(bn(&x, None, Some(&v3), None, None, false, 0.1, 1e-5).is_err());
