@@ -1,5 +1,5 @@
 //! Training checkpoints: everything needed to continue a run bit-identically, in one
-//! safetensors file (written atomically by [`serialize::save`](crate::serialize::save)).
+//! safetensors file (written atomically by [`serialize::save`]).
 //!
 //! A checkpoint holds, for each named module, its parameters and buffers (batch norm's running
 //! statistics) as `<module>.<tensor name>`; for each named optimiser its momentum buffers as
