@@ -7,7 +7,7 @@ use common::*;
 use proptest::prelude::*;
 use smallgrad::Rng;
 
-const CASES: u32 = 128;
+const CASES: u32 = 256;
 
 proptest! {
     #![proptest_config(config(CASES))]

@@ -7,7 +7,7 @@ use common::*;
 use proptest::prelude::*;
 use smallgrad::{Rng, Tensor};
 
-const CASES: u32 = 128;
+const CASES: u32 = 256;
 
 /// x[n][c][i][j] with zero (None) outside the image.
 fn at(x: &[f64], s: &[usize], n: usize, c: usize, i: isize, j: isize) -> Option<f64> {

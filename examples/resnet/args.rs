@@ -20,7 +20,7 @@ FLAGS:
   --width W            width multiplier of the CIFAR layout (default 1)
   --loss NAME          xent | cosine | cosine-xent | cosine-xent-head (default: --compare)
   --xent-weight L      weight of the cross-entropy term (default 0.1)
-  --epochs E           epochs (default 30 in the miniature comparison)
+  --epochs E           epochs (default 15: the miniature comparison)
   --batch B            batch size (default 64)
   --lr LR              maximum learning rate (default 0.05)
   --wd WD              weight decay (default 5e-4)
@@ -106,7 +106,7 @@ impl Default for Args {
             width: 1,
             loss: None,
             xent_weight: 0.1,
-            epochs: 30,
+            epochs: 15,
             batch: 64,
             lr: 0.05,
             wd: 5e-4,
