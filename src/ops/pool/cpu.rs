@@ -79,104 +79,83 @@ pub(crate) fn max_pool_backward<T: Float>(g: &[T], argmax: &[usize], p: &PoolPar
     dx
 }
 
-/// The window of output `o` along one axis: (first, end) input indices inside the input, and
-/// the divisor PyTorch uses with count_include_pad = true (the window clipped to the padded
-/// input, i.e. end at most len + pad).
-fn avg_window(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usize, usize, usize) {
-    let start = o * stride; // in padded coordinates
-    let end = (start + k).min(len + 2 * pad);
-    let count = end - start;
-    (start.saturating_sub(pad), end.saturating_sub(pad).min(len), count)
+/// One output's window along one axis: input indices `start..end` (inside the input) and the
+/// count its sum is divided by along that axis.
+#[derive(Clone, Copy)]
+struct Window {
+    start: usize,
+    end: usize,
+    count: usize,
 }
 
-/// Average pooling, padding counted in the divisor (PyTorch's default).
-pub(crate) fn avg_pool<T: Float>(x: &[T], p: &PoolParams) -> Vec<T> {
+/// Average-pool windows along one axis. With count_include_pad = true, PyTorch divides by the
+/// window clipped to the *padded* input (end at most len + pad), so padding dilutes the mean.
+fn avg_windows(out: usize, stride: usize, pad: usize, k: usize, len: usize) -> Vec<Window> {
+    (0..out)
+        .map(|o| {
+            let start = o * stride; // in padded coordinates
+            let end = (start + k).min(len + 2 * pad);
+            Window { start: start.saturating_sub(pad), end: end.saturating_sub(pad).min(len), count: end - start }
+        })
+        .collect()
+}
+
+/// PyTorch's adaptive windows along one axis: [floor(i·len/out), ceil((i+1)·len/out)).
+fn adaptive_windows(out: usize, len: usize) -> Vec<Window> {
+    (0..out)
+        .map(|i| {
+            let (start, end) = (i * len / out, ((i + 1) * len).div_ceil(out));
+            Window { start, end, count: end - start }
+        })
+        .collect()
+}
+
+/// The row and column windows of an average pool (`adaptive` picks PyTorch's adaptive rule).
+fn windows(p: &PoolParams, adaptive: bool) -> (Vec<Window>, Vec<Window>) {
+    if adaptive {
+        (adaptive_windows(p.oh, p.h), adaptive_windows(p.ow, p.w))
+    } else {
+        (avg_windows(p.oh, p.sh, p.ph, p.kh, p.h), avg_windows(p.ow, p.sw, p.pw, p.kw, p.w))
+    }
+}
+
+/// Average pooling: each output is its window's sum divided by the window's count (average
+/// pool with padding counted, or adaptive average pool).
+pub(crate) fn avg_pool<T: Float>(x: &[T], p: &PoolParams, adaptive: bool) -> Vec<T> {
     let (ilen, olen) = (p.h * p.w, p.oh * p.ow);
+    let (rows, cols) = windows(p, adaptive);
     let mut out = vec![T::ZERO; p.planes * olen];
-    per_plane(&mut out, olen, p.kh * p.kw, |pl, o| {
+    per_plane(&mut out, olen, ilen / olen.max(1) + p.kh * p.kw + 1, |pl, o| {
         let plane = &x[pl * ilen..][..ilen];
-        for oy in 0..p.oh {
-            let (y0, y1, ch) = avg_window(oy, p.sh, p.ph, p.kh, p.h);
-            for ox in 0..p.ow {
-                let (x0, x1, cw) = avg_window(ox, p.sw, p.pw, p.kw, p.w);
+        for (oy, r) in rows.iter().enumerate() {
+            for (ox, c) in cols.iter().enumerate() {
                 let mut s = T::ZERO;
-                for iy in y0..y1 {
-                    for ix in x0..x1 {
-                        s += plane[iy * p.w + ix];
+                for iy in r.start..r.end {
+                    for v in &plane[iy * p.w + c.start..iy * p.w + c.end] {
+                        s += *v;
                     }
                 }
-                o[oy * p.ow + ox] = s / T::from_usize(ch * cw);
+                o[oy * p.ow + ox] = s / T::from_usize(r.count * c.count);
             }
         }
     });
     out
 }
 
-/// Backward of [`avg_pool`]: each output's gradient spread evenly (divided by the same count)
-/// over the input pixels of its window.
-pub(crate) fn avg_pool_backward<T: Float>(g: &[T], p: &PoolParams) -> Vec<T> {
+/// Backward of [`avg_pool`]: each output's gradient, divided by the same count, added to
+/// every input pixel of its window.
+pub(crate) fn avg_pool_backward<T: Float>(g: &[T], p: &PoolParams, adaptive: bool) -> Vec<T> {
     let (ilen, olen) = (p.h * p.w, p.oh * p.ow);
+    let (rows, cols) = windows(p, adaptive);
     let mut dx = vec![T::ZERO; p.planes * ilen];
-    per_plane(&mut dx, ilen, p.kh * p.kw, |pl, d| {
+    per_plane(&mut dx, ilen, p.kh * p.kw + 1, |pl, d| {
         let gp = &g[pl * olen..][..olen];
-        for oy in 0..p.oh {
-            let (y0, y1, ch) = avg_window(oy, p.sh, p.ph, p.kh, p.h);
-            for ox in 0..p.ow {
-                let (x0, x1, cw) = avg_window(ox, p.sw, p.pw, p.kw, p.w);
-                let share = gp[oy * p.ow + ox] / T::from_usize(ch * cw);
-                for iy in y0..y1 {
-                    for ix in x0..x1 {
-                        d[iy * p.w + ix] += share;
-                    }
-                }
-            }
-        }
-    });
-    dx
-}
-
-/// PyTorch's adaptive window along one axis: [floor(i·len/out), ceil((i+1)·len/out)).
-fn adaptive_window(i: usize, out: usize, len: usize) -> (usize, usize) {
-    (i * len / out, ((i + 1) * len).div_ceil(out))
-}
-
-/// Adaptive average pooling to `oh x ow` (the kernel fields of `p` are unused).
-pub(crate) fn adaptive_avg_pool<T: Float>(x: &[T], p: &PoolParams) -> Vec<T> {
-    let (ilen, olen) = (p.h * p.w, p.oh * p.ow);
-    let mut out = vec![T::ZERO; p.planes * olen];
-    per_plane(&mut out, olen, ilen / olen.max(1) + 1, |pl, o| {
-        let plane = &x[pl * ilen..][..ilen];
-        for oy in 0..p.oh {
-            let (y0, y1) = adaptive_window(oy, p.oh, p.h);
-            for ox in 0..p.ow {
-                let (x0, x1) = adaptive_window(ox, p.ow, p.w);
-                let mut s = T::ZERO;
-                for iy in y0..y1 {
-                    for ix in x0..x1 {
-                        s += plane[iy * p.w + ix];
-                    }
-                }
-                o[oy * p.ow + ox] = s / T::from_usize((y1 - y0) * (x1 - x0));
-            }
-        }
-    });
-    out
-}
-
-/// Backward of [`adaptive_avg_pool`].
-pub(crate) fn adaptive_avg_pool_backward<T: Float>(g: &[T], p: &PoolParams) -> Vec<T> {
-    let (ilen, olen) = (p.h * p.w, p.oh * p.ow);
-    let mut dx = vec![T::ZERO; p.planes * ilen];
-    per_plane(&mut dx, ilen, 1, |pl, d| {
-        let gp = &g[pl * olen..][..olen];
-        for oy in 0..p.oh {
-            let (y0, y1) = adaptive_window(oy, p.oh, p.h);
-            for ox in 0..p.ow {
-                let (x0, x1) = adaptive_window(ox, p.ow, p.w);
-                let share = gp[oy * p.ow + ox] / T::from_usize((y1 - y0) * (x1 - x0));
-                for iy in y0..y1 {
-                    for ix in x0..x1 {
-                        d[iy * p.w + ix] += share;
+        for (oy, r) in rows.iter().enumerate() {
+            for (ox, c) in cols.iter().enumerate() {
+                let share = gp[oy * p.ow + ox] / T::from_usize(r.count * c.count);
+                for iy in r.start..r.end {
+                    for v in &mut d[iy * p.w + c.start..iy * p.w + c.end] {
+                        *v += share;
                     }
                 }
             }

@@ -46,8 +46,8 @@ impl<T: Float> Backward<T> for PoolBackward {
         let g = g.cpu()?;
         let dx = match self.kind {
             PoolKind::Max => cpu::max_pool_backward(&g, &self.argmax, &self.p),
-            PoolKind::Avg => cpu::avg_pool_backward(&g, &self.p),
-            PoolKind::Adaptive => cpu::adaptive_avg_pool_backward(&g, &self.p),
+            PoolKind::Avg => cpu::avg_pool_backward(&g, &self.p, false),
+            PoolKind::Adaptive => cpu::avg_pool_backward(&g, &self.p, true),
         };
         Ok(vec![Some(Tensor::from_parts(
             dx,
@@ -144,7 +144,7 @@ impl<T: Float> Tensor<T> {
         padding: impl Into<Pair>,
     ) -> Result<Tensor<T>> {
         let p = self.pool_params("avg_pool2d", kernel.into(), stride.into(), padding.into())?;
-        let data = cpu::avg_pool(&self.cpu()?, &p);
+        let data = cpu::avg_pool(&self.cpu()?, &p, false);
         Ok(self.finish_pool(data, p, PoolKind::Avg, Vec::new()))
     }
 
@@ -188,7 +188,7 @@ impl<T: Float> Tensor<T> {
             oh: o.h,
             ow: o.w,
         };
-        let data = cpu::adaptive_avg_pool(&self.cpu()?, &p);
+        let data = cpu::avg_pool(&self.cpu()?, &p, true);
         Ok(self.finish_pool(data, p, PoolKind::Adaptive, Vec::new()))
     }
 }
