@@ -74,7 +74,9 @@ pub trait Float:
     fn is_finite(self) -> bool;
     /// Negative infinity.
     fn neg_infinity() -> Self;
-    /// Fused (or at least single-expression) multiply-add: self * a + b.
+    /// Fused multiply-add `self * a + b` with one rounding. Fast only where the CPU has FMA
+    /// (the GEMM kernels call it only in their FMA-enabled variants); elsewhere it is a
+    /// (slow, exact) library call.
     fn mul_add(self, a: Self, b: Self) -> Self;
 }
 
@@ -138,7 +140,7 @@ macro_rules! impl_float {
             }
             #[inline(always)]
             fn mul_add(self, a: Self, b: Self) -> Self {
-                self * a + b
+                <$t>::mul_add(self, a, b)
             }
         }
     };

@@ -16,7 +16,9 @@ use std::path::Path;
 const DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 fn open(name: &str) -> Option<GzDecoder<BufReader<File>>> {
-    File::open(Path::new(DIR).join(name)).ok().map(|f| GzDecoder::new(BufReader::new(f)))
+    File::open(Path::new(DIR).join(name))
+        .ok()
+        .map(|f| GzDecoder::new(BufReader::new(f)))
 }
 
 #[test]
@@ -29,17 +31,43 @@ fn a_small_resnet_learns_on_fashion_mnist() {
         eprintln!("Fashion-MNIST not installed in {DIR}: skipping (apt-get install dataset-fashion-mnist)");
         return;
     };
-    let test = read_idx(images, "t10k-images-idx3-ubyte.gz", labels, "t10k-labels-idx1-ubyte.gz", 10).unwrap();
+    let test = read_idx(
+        images,
+        "t10k-images-idx3-ubyte.gz",
+        labels,
+        "t10k-labels-idx1-ubyte.gz",
+        10,
+    )
+    .unwrap();
     assert_eq!((test.len(), test.height(), test.width()), (10_000, 28, 28));
     assert_eq!(test.class_counts(), vec![1000; 10]);
 
     let train = test.class_balanced_subset(5, 0).unwrap();
     let norm = Normalization::from_dataset(&train).unwrap();
-    let model = cifar_resnet::<f32>(20, &CifarResNetConfig { in_channels: 1, num_classes: 10, width: 1, seed: 0 }).unwrap();
-    let cfg = SgdConfig { lr: 0.05, momentum: 0.9, weight_decay: 5e-4, ..Default::default() };
+    let model = cifar_resnet::<f32>(
+        20,
+        &CifarResNetConfig {
+            in_channels: 1,
+            num_classes: 10,
+            width: 1,
+            seed: 0,
+        },
+    )
+    .unwrap();
+    let cfg = SgdConfig {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        ..Default::default()
+    };
     let mut opt = Sgd::new(model.parameters(), cfg).unwrap();
     // The same fixed batch of 50 images, seen repeatedly: its loss must fall.
-    let (x, y) = Batches::new(&train, 50, 1, false).unwrap().with_normalization(norm).unwrap().next().unwrap();
+    let (x, y) = Batches::new(&train, 50, 1, false)
+        .unwrap()
+        .with_normalization(norm)
+        .unwrap()
+        .next()
+        .unwrap();
     let loss_fn = CosineLoss::default();
     let mut losses = Vec::new();
     for _ in 0..8 {

@@ -1,20 +1,32 @@
 //! General matrix multiply on the CPU: `C = op(A) · op(B)` (or `C += ...`), row-major.
 //!
-//! This is the straightforward, cache-aware version: transposed operands are first copied into
-//! row-major form, then each block of four rows of C is computed as a sum of scaled rows of B
-//! ("i-k-j" order), which the compiler vectorises along the rows of B and C, with the k loop
-//! blocked so a panel of B stays in cache while it is reused by every row block. Row blocks run
-//! in parallel above a size threshold; each element of C is always computed by the same
-//! sequence of operations, so results do not depend on the thread count.
+//! The classic blocked scheme, in three levels:
+//! 1. the shared dimension k is cut into blocks of `KC`; for each block, B's rows are *packed*
+//!    into panels of `NR` columns (k-major: the NR values of one k are adjacent), so the
+//!    innermost loop reads B sequentially whatever its layout or transposition;
+//! 2. C's rows are cut into blocks of `MC` rows (the unit of parallel work); each block packs
+//!    its rows of A into panels of `MR` rows;
+//! 3. a register-tiled micro-kernel multiplies one MR-row panel of A by one NR-column panel of
+//!    B, keeping the MR x NR tile of C in registers for the whole k block: each loaded value of
+//!    B is used MR times and each value of A NR times.
+//!
+//! The micro-kernel is plain Rust with constant bounds, so LLVM unrolls it into vector
+//! registers; it is compiled three times — AVX-512F+FMA, AVX2+FMA and portable — and the
+//! variant is picked at run time with `is_x86_feature_detected!`. Transposed operands are
+//! handled by the packing (never materialised). Row blocks run in parallel; every element of C
+//! is computed by the same sequence of operations whichever thread runs it, so the bits do not
+//! depend on the thread count. (They may differ between CPUs with and without FMA.)
 
 use super::PAR_THRESHOLD;
 use crate::dtype::Float;
 use rayon::prelude::*;
 
-/// Rows of C computed together (each loaded row of B is reused this many times).
-const MR: usize = 4;
-/// Depth of one k block.
+/// Rows of the register tile.
+const MR: usize = 6;
+/// Depth of one k block (an MR x KC panel of A and a KC x NR panel of B stay in L1/L2).
 const KC: usize = 256;
+/// Rows of C per parallel work unit.
+const MC: usize = 72;
 
 /// A matrix operand: row-major data, its leading dimension (row stride) and whether it is to be
 /// used transposed.
@@ -44,31 +56,57 @@ impl<'a, T: Float> MatRef<'a, T> {
             ..self
         }
     }
-}
-
-/// Copies op(X) (rows x cols after the op) into a contiguous row-major buffer, or borrows it
-/// when it already is one.
-fn materialise<'a, T: Float>(x: MatRef<'a, T>, rows: usize, cols: usize, buf: &'a mut Vec<T>) -> &'a [T] {
-    if !x.trans && x.ld == cols {
-        return &x.data[..rows * cols];
-    }
-    buf.clear();
-    buf.resize(rows * cols, T::ZERO);
-    for i in 0..rows {
-        for j in 0..cols {
-            buf[i * cols + j] = if x.trans {
-                x.data[j * x.ld + i]
-            } else {
-                x.data[i * x.ld + j]
-            };
+    /// Element (i, j) of op(X).
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> T {
+        if self.trans {
+            self.data[j * self.ld + i]
+        } else {
+            self.data[i * self.ld + j]
         }
     }
-    buf
 }
 
 /// `C (m x n) = op(A) (m x k) · op(B) (k x n)`, or `C += ...` when `accumulate`. C is
 /// contiguous row-major. Runs in parallel over row blocks when the product is large.
 pub(crate) fn gemm<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+    accumulate: bool,
+) {
+    if std::mem::size_of::<T>() == 4 {
+        gemm_nr::<T, 16>(m, n, k, a, b, c, accumulate)
+    } else {
+        gemm_nr::<T, 8>(m, n, k, a, b, c, accumulate)
+    }
+}
+
+/// Which compiled variant of the kernels this CPU runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+fn isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+            return Isa::Avx512;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Portable
+}
+
+fn gemm_nr<T: Float, const NR: usize>(
     m: usize,
     n: usize,
     k: usize,
@@ -85,54 +123,145 @@ pub(crate) fn gemm<T: Float>(
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    let (mut abuf, mut bbuf) = (Vec::new(), Vec::new());
-    let a = materialise(a, m, k, &mut abuf);
-    let b = materialise(b, k, n, &mut bbuf);
-    let block = |bi: usize, cblk: &mut [T]| {
-        let r0 = bi * MR;
-        let rows = cblk.len() / n;
-        for p0 in (0..k).step_by(KC) {
-            let p1 = (p0 + KC).min(k);
-            if rows == MR {
-                let (c0, rest) = cblk.split_at_mut(n);
-                let (c1, rest) = rest.split_at_mut(n);
-                let (c2, c3) = rest.split_at_mut(n);
-                for p in p0..p1 {
-                    let brow = &b[p * n..(p + 1) * n];
-                    let (a0, a1, a2, a3) = (
-                        a[r0 * k + p],
-                        a[(r0 + 1) * k + p],
-                        a[(r0 + 2) * k + p],
-                        a[(r0 + 3) * k + p],
-                    );
-                    for j in 0..n {
-                        let bv = brow[j];
-                        c0[j] += a0 * bv;
-                        c1[j] += a1 * bv;
-                        c2[j] += a2 * bv;
-                        c3[j] += a3 * bv;
-                    }
-                }
+    let isa = isa();
+    let panels = n.div_ceil(NR);
+    let mut bpack = vec![T::ZERO; panels * NR * KC.min(k)];
+    for p0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - p0);
+        pack_b::<T, NR>(b, p0, kc, n, &mut bpack);
+        let bpack = &bpack[..panels * NR * kc];
+        let work = |(bi, cblk): (usize, &mut [T])| {
+            let rows = cblk.len() / n;
+            let args = BlockArgs {
+                a,
+                row0: bi * MC,
+                rows,
+                p0,
+                kc,
+                n,
+                bpack,
+            };
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the CPU has AVX-512F and FMA (checked by `isa`).
+                Isa::Avx512 => unsafe { block_avx512::<T, NR>(&args, cblk) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the CPU has AVX2 and FMA (checked by `isa`).
+                Isa::Avx2 => unsafe { block_avx2::<T, NR>(&args, cblk) },
+                _ => block::<T, NR, false>(&args, cblk),
+            }
+        };
+        if m > MC && m.saturating_mul(n).saturating_mul(kc) >= 4 * PAR_THRESHOLD {
+            c.par_chunks_mut(MC * n).enumerate().for_each(work);
+        } else {
+            c.chunks_mut(MC * n).enumerate().for_each(work);
+        }
+    }
+}
+
+/// Packs rows `p0..p0 + kc` of op(B) into `ceil(n / NR)` panels, each `kc x NR` (k-major),
+/// zero-padding the last panel's missing columns.
+fn pack_b<T: Float, const NR: usize>(b: MatRef<'_, T>, p0: usize, kc: usize, n: usize, out: &mut [T]) {
+    for (jp, panel) in out.chunks_mut(NR * kc).take(n.div_ceil(NR)).enumerate() {
+        let j0 = jp * NR;
+        let width = NR.min(n - j0);
+        for p in 0..kc {
+            let dst = &mut panel[p * NR..(p + 1) * NR];
+            if !b.trans {
+                let row = &b.data[(p0 + p) * b.ld + j0..][..width];
+                dst[..width].copy_from_slice(row);
             } else {
-                for r in 0..rows {
-                    let crow = &mut cblk[r * n..(r + 1) * n];
-                    for p in p0..p1 {
-                        let av = a[(r0 + r) * k + p];
-                        for (cv, &bv) in crow.iter_mut().zip(&b[p * n..(p + 1) * n]) {
-                            *cv += av * bv;
-                        }
-                    }
+                for (j, d) in dst[..width].iter_mut().enumerate() {
+                    *d = b.at(p0 + p, j0 + j);
+                }
+            }
+            dst[width..].iter_mut().for_each(|v| *v = T::ZERO);
+        }
+    }
+}
+
+/// What one row block needs.
+struct BlockArgs<'a, 'b, T> {
+    a: MatRef<'a, T>,
+    row0: usize,
+    rows: usize,
+    p0: usize,
+    kc: usize,
+    n: usize,
+    bpack: &'b [T],
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn block_avx512<T: Float, const NR: usize>(args: &BlockArgs<'_, '_, T>, c: &mut [T]) {
+    block::<T, NR, true>(args, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2<T: Float, const NR: usize>(args: &BlockArgs<'_, '_, T>, c: &mut [T]) {
+    block::<T, NR, true>(args, c)
+}
+
+/// One row block of C (`rows x n`, contiguous) += A rows `row0..` (k block) · packed B.
+#[inline(always)]
+fn block<T: Float, const NR: usize, const FMA: bool>(args: &BlockArgs<'_, '_, T>, c: &mut [T]) {
+    let BlockArgs {
+        a,
+        row0,
+        rows,
+        p0,
+        kc,
+        n,
+        bpack,
+    } = *args;
+    // Pack this block's rows of A into MR-row panels, kc x MR each (k-major).
+    let apanels = rows.div_ceil(MR);
+    let mut apack = vec![T::ZERO; apanels * MR * kc];
+    for (ip, panel) in apack.chunks_mut(MR * kc).enumerate() {
+        let i0 = ip * MR;
+        let height = MR.min(rows - i0);
+        for p in 0..kc {
+            for i in 0..height {
+                panel[p * MR + i] = a.at(row0 + i0 + i, p0 + p);
+            }
+        }
+    }
+    for (jp, bpanel) in bpack.chunks(NR * kc).take(n.div_ceil(NR)).enumerate() {
+        let j0 = jp * NR;
+        let width = NR.min(n - j0);
+        for (ip, apanel) in apack.chunks(MR * kc).enumerate() {
+            let i0 = ip * MR;
+            let height = MR.min(rows - i0);
+            let tile = micro_kernel::<T, NR, FMA>(kc, apanel, bpanel);
+            for i in 0..height {
+                let crow = &mut c[(i0 + i) * n + j0..][..width];
+                for (cv, &t) in crow.iter_mut().zip(&tile[i][..width]) {
+                    *cv += t;
                 }
             }
         }
-    };
-    if m > MR && m.saturating_mul(n).saturating_mul(k) >= 4 * PAR_THRESHOLD {
-        c.par_chunks_mut(MR * n)
-            .enumerate()
-            .for_each(|(bi, blk)| block(bi, blk));
-    } else {
-        c.chunks_mut(MR * n).enumerate().for_each(|(bi, blk)| block(bi, blk));
     }
+}
+
+/// The MR x NR tile of one A panel times one B panel over `kc` steps, accumulated in
+/// registers.
+#[inline(always)]
+fn micro_kernel<T: Float, const NR: usize, const FMA: bool>(kc: usize, ap: &[T], bp: &[T]) -> [[T; NR]; MR] {
+    let mut acc = [[T::ZERO; NR]; MR];
+    for (av, bv) in ap.chunks_exact(MR).zip(bp.chunks_exact(NR)).take(kc) {
+        for i in 0..MR {
+            let ai = av[i];
+            for j in 0..NR {
+                acc[i][j] = if FMA {
+                    ai.mul_add(bv[j], acc[i][j])
+                } else {
+                    ai * bv[j] + acc[i][j]
+                };
+            }
+        }
+    }
+    acc
 }
 
 #[cfg(test)]
@@ -152,7 +281,14 @@ mod tests {
     #[test]
     fn matches_naive_with_transposes() {
         let mut rng = crate::Rng::new(1);
-        for &(m, n, k) in &[(1, 1, 1), (5, 7, 3), (9, 4, 300), (33, 65, 17), (64, 64, 600)] {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (5, 7, 3),
+            (9, 4, 300),
+            (33, 65, 17),
+            (64, 64, 600),
+            (150, 20, 513),
+        ] {
             let a: Vec<f64> = (0..m * k).map(|_| rng.normal()).collect();
             let b: Vec<f64> = (0..k * n).map(|_| rng.normal()).collect();
             let want = naive(m, n, k, &a, &b);
@@ -189,6 +325,51 @@ mod tests {
                     assert!((x - 2.0 * y).abs() < 1e-9 * (1.0 + y.abs()));
                 }
             }
+            // f32 goes through the 16-wide panels.
+            let (a32, b32): (Vec<f32>, Vec<f32>) = (
+                a.iter().map(|&v| v as f32).collect(),
+                b.iter().map(|&v| v as f32).collect(),
+            );
+            let mut c32 = vec![0.0f32; m * n];
+            gemm(m, n, k, MatRef::new(&a32, k), MatRef::new(&b32, n), &mut c32, false);
+            for (x, y) in c32.iter().zip(&want) {
+                assert!((*x as f64 - y).abs() < 1e-3 * (1.0 + y.abs()), "f32 {m}x{n}x{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_variant_agrees_with_the_portable_one() {
+        let mut rng = crate::Rng::new(2);
+        let (m, n, k) = (13, 37, 300);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.normal() as f32).collect();
+        let want = naive(
+            m,
+            n,
+            k,
+            &a.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            &b.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        );
+        let mut bpack = vec![0.0f32; n.div_ceil(16) * 16 * k.min(KC)];
+        let mut c = vec![0.0f32; m * n];
+        for p0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - p0);
+            pack_b::<f32, 16>(MatRef::new(&b, n), p0, kc, n, &mut bpack);
+            let bp = &bpack[..n.div_ceil(16) * 16 * kc];
+            let args = BlockArgs {
+                a: MatRef::new(&a, k),
+                row0: 0,
+                rows: m,
+                p0,
+                kc,
+                n,
+                bpack: bp,
+            };
+            block::<f32, 16, false>(&args, &mut c);
+        }
+        for (x, y) in c.iter().zip(&want) {
+            assert!((*x as f64 - y).abs() < 1e-3 * (1.0 + y.abs()));
         }
     }
 }

@@ -52,11 +52,17 @@ impl Conv2dParams {
             .checked_sub(self.pad_h)
             .filter(|&y| y < self.h)
     }
+    /// The output columns `lo..hi` whose input column `ox * sw + kj - pw` lies inside the
+    /// image (the others read padding).
     #[inline]
-    fn in_x(&self, ox: usize, kj: usize) -> Option<usize> {
-        (ox * self.stride_w + kj)
-            .checked_sub(self.pad_w)
-            .filter(|&x| x < self.w)
+    fn valid_x(&self, kj: usize) -> (usize, usize) {
+        let lo = self.pad_w.saturating_sub(kj).div_ceil(self.stride_w).min(self.ow);
+        let hi = if self.w + self.pad_w > kj {
+            ((self.w - 1 + self.pad_w - kj) / self.stride_w + 1).min(self.ow)
+        } else {
+            0
+        };
+        (lo, hi.max(lo))
     }
 }
 
@@ -74,8 +80,19 @@ fn im2col<T: Float>(x: &[T], p: &Conv2dParams, col: &mut [T]) {
                         None => dst.iter_mut().for_each(|v| *v = T::ZERO),
                         Some(iy) => {
                             let src = &x[(ci * p.h + iy) * p.w..][..p.w];
-                            for (ox, d) in dst.iter_mut().enumerate() {
-                                *d = p.in_x(ox, kj).map_or(T::ZERO, |ix| src[ix]);
+                            let (lo, hi) = p.valid_x(kj);
+                            dst[..lo].iter_mut().for_each(|v| *v = T::ZERO);
+                            dst[hi..].iter_mut().for_each(|v| *v = T::ZERO);
+                            if lo == hi {
+                                continue;
+                            }
+                            let first = lo * p.stride_w + kj - p.pad_w;
+                            if p.stride_w == 1 {
+                                dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                            } else {
+                                for (d, s) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(p.stride_w)) {
+                                    *d = *s;
+                                }
                             }
                         }
                     }
@@ -96,10 +113,14 @@ fn col2im<T: Float>(col: &[T], p: &Conv2dParams, dx: &mut [T]) {
                 for oy in 0..p.oh {
                     let Some(iy) = p.in_y(oy, ki) else { continue };
                     let dst = &mut dx[(ci * p.h + iy) * p.w..][..p.w];
-                    for (ox, &v) in row[oy * p.ow..(oy + 1) * p.ow].iter().enumerate() {
-                        if let Some(ix) = p.in_x(ox, kj) {
-                            dst[ix] += v;
-                        }
+                    let (lo, hi) = p.valid_x(kj);
+                    if lo == hi {
+                        continue;
+                    }
+                    let first = lo * p.stride_w + kj - p.pad_w;
+                    let src = &row[oy * p.ow + lo..oy * p.ow + hi];
+                    for (d, &v) in dst[first..].iter_mut().step_by(p.stride_w).zip(src) {
+                        *d += v;
                     }
                 }
             }

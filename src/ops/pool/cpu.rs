@@ -95,7 +95,11 @@ fn avg_windows(out: usize, stride: usize, pad: usize, k: usize, len: usize) -> V
         .map(|o| {
             let start = o * stride; // in padded coordinates
             let end = (start + k).min(len + 2 * pad);
-            Window { start: start.saturating_sub(pad), end: end.saturating_sub(pad).min(len), count: end - start }
+            Window {
+                start: start.saturating_sub(pad),
+                end: end.saturating_sub(pad).min(len),
+                count: end - start,
+            }
         })
         .collect()
 }
@@ -105,7 +109,11 @@ fn adaptive_windows(out: usize, len: usize) -> Vec<Window> {
     (0..out)
         .map(|i| {
             let (start, end) = (i * len / out, ((i + 1) * len).div_ceil(out));
-            Window { start, end, count: end - start }
+            Window {
+                start,
+                end,
+                count: end - start,
+            }
         })
         .collect()
 }
@@ -115,7 +123,10 @@ fn windows(p: &PoolParams, adaptive: bool) -> (Vec<Window>, Vec<Window>) {
     if adaptive {
         (adaptive_windows(p.oh, p.h), adaptive_windows(p.ow, p.w))
     } else {
-        (avg_windows(p.oh, p.sh, p.ph, p.kh, p.h), avg_windows(p.ow, p.sw, p.pw, p.kw, p.w))
+        (
+            avg_windows(p.oh, p.sh, p.ph, p.kh, p.h),
+            avg_windows(p.ow, p.sw, p.pw, p.kw, p.w),
+        )
     }
 }
 
