@@ -32,6 +32,15 @@ pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// Number of elements of a shape given by a user, or `Err` naming `op` if the product
+/// overflows `usize` (a shape no memory could hold).
+pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::shape(op, format!("shape {shape:?} has more elements than usize can count")))
+}
+
 /// Row-major (C-order) strides of a shape, in elements.
 pub fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
@@ -72,6 +81,7 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
             ));
         };
     }
+    checked_numel(op, &out)?;
     Ok(out)
 }
 

@@ -20,7 +20,7 @@ FLAGS:
   --width W            width multiplier of the CIFAR layout (default 1)
   --loss NAME          xent | cosine | cosine-xent | cosine-xent-head (default: --compare)
   --xent-weight L      weight of the cross-entropy term (default 0.1)
-  --epochs E           epochs (default 15: the miniature comparison)
+  --epochs E           epochs (default 30: the miniature comparison)
   --batch B            batch size (default 64)
   --lr LR              maximum learning rate (default 0.05)
   --wd WD              weight decay (default 5e-4)
@@ -30,6 +30,9 @@ FLAGS:
   --device NAME        cpu (default) | cuda (needs a build with the CUDA backend)
   --eval-every N       evaluate on the test set every N epochs (default: 5, and the last epoch)
   --test-limit N       evaluate on the first N test images only (default: the full test set)
+  --val-per-class V    hold out V further training-pool images per class (disjoint from the
+                       K training images, same seed) and report accuracy on them instead of
+                       the test set: for choosing the learning rate without touching the test set
   --save FILE          write a checkpoint (safetensors) after every epoch
   --resume FILE        continue from a checkpoint written by --save
   --compare            run xent and cosine-xent with the same data and seed; print a table
@@ -89,6 +92,7 @@ pub struct Args {
     pub device: String,
     pub eval_every: usize,
     pub test_limit: Option<usize>,
+    pub val_per_class: usize,
     pub save: Option<PathBuf>,
     pub resume: Option<PathBuf>,
     pub compare: bool,
@@ -106,7 +110,7 @@ impl Default for Args {
             width: 1,
             loss: None,
             xent_weight: 0.1,
-            epochs: 15,
+            epochs: 30,
             batch: 64,
             lr: 0.05,
             wd: 5e-4,
@@ -116,6 +120,7 @@ impl Default for Args {
             device: "cpu".into(),
             eval_every: 5,
             test_limit: None,
+            val_per_class: 0,
             save: None,
             resume: None,
             compare: false,
@@ -160,6 +165,7 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Strin
             "--device" => a.device = value(&flag, it.next())?,
             "--eval-every" => a.eval_every = value(&flag, it.next())?,
             "--test-limit" => a.test_limit = Some(value(&flag, it.next())?),
+            "--val-per-class" => a.val_per_class = value(&flag, it.next())?,
             "--save" => a.save = Some(value::<String>(&flag, it.next())?.into()),
             "--resume" => a.resume = Some(value::<String>(&flag, it.next())?.into()),
             "--compare" => a.compare = true,

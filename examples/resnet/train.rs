@@ -201,9 +201,10 @@ fn evaluate(
 
 fn config_string(args: &Args, kind: LossKind) -> String {
     format!(
-        "dataset={} per_class={} arch={} width={} loss={} xent_weight={} epochs={} batch={} lr={} wd={} schedule={} seed={}",
+        "dataset={} per_class={} val_per_class={} arch={} width={} loss={} xent_weight={} epochs={} batch={} lr={} wd={} schedule={} seed={}",
         args.dataset,
         args.per_class,
+        args.val_per_class,
         args.arch,
         args.width,
         kind.name(),
@@ -304,10 +305,16 @@ fn fmt_secs(s: f64) -> String {
 
 pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<RunResult> {
     let classes = data.train.num_classes();
-    let train = data.train.class_balanced_subset(args.per_class, args.seed)?;
-    let test = match args.test_limit {
-        Some(n) if n < data.test.len() => data.test.subset(&(0..n).collect::<Vec<_>>())?,
-        _ => data.test.clone(),
+    // The same K training images with or without a validation split (same seed).
+    let (train, test) = if args.val_per_class > 0 {
+        data.train
+            .split_per_class(args.per_class, args.val_per_class, args.seed)?
+    } else {
+        let test = match args.test_limit {
+            Some(n) if n < data.test.len() => data.test.subset(&(0..n).collect::<Vec<_>>())?,
+            _ => data.test.clone(),
+        };
+        (data.train.class_balanced_subset(args.per_class, args.seed)?, test)
     };
     let norm = Normalization::from_dataset(&train)?;
     let pad = if train.height() >= 32 { 4 } else { 2 };
@@ -355,6 +362,7 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
         rows: Vec::new(),
     };
     let config = config_string(args, kind);
+    let eval_set = if args.val_per_class > 0 { "validation" } else { "test" };
     if let Some(path) = &args.resume {
         t.resume(path, &config)?;
         eprintln!(
@@ -433,7 +441,7 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
         let evaluate_now = t.epoch.is_multiple_of(args.eval_every) || t.epoch == args.epochs;
         let acc = if evaluate_now {
             eprint!(
-                "\r[{label}] epoch {}/{}: evaluating on {} test images...            ",
+                "\r[{label}] epoch {}/{}: evaluating on {} {eval_set} images...        ",
                 t.epoch,
                 args.epochs,
                 test.len()
@@ -460,7 +468,8 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
             args.epochs,
             r.train_loss,
             100.0 * r.train_acc,
-            acc.map(|a| format!("  test {:5.2}%", 100.0 * a)).unwrap_or_default(),
+            acc.map(|a| format!("  {eval_set} {:5.2}%", 100.0 * a))
+                .unwrap_or_default(),
             secs,
             r.images_per_s
         );

@@ -74,3 +74,39 @@ impl<T: Float> fmt::Debug for Tensor<T> {
         fmt::Display::fmt(self, f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Device, Tensor};
+
+    #[test]
+    fn display_shows_values_shape_device_dtype_and_grad_fn() {
+        let x = Tensor::<f32>::from_vec(vec![1.0, 2.5, -3.0, 4.0], &[2, 2], Device::Cpu)
+            .unwrap()
+            .requires_grad();
+        let s = format!("{x}");
+        assert_eq!(
+            s,
+            "tensor([[1.0000, 2.5000],\n        [-3.0000, 4.0000]], shape=[2, 2], device=cpu, dtype=f32, requires_grad=true)"
+        );
+        let y = x.mul_scalar(2.0).unwrap();
+        assert!(format!("{y:?}").ends_with("grad_fn=mul_scalar)"));
+    }
+
+    #[test]
+    fn long_tensors_are_abbreviated() {
+        let x = Tensor::<f64>::zeros(&[3000], Device::Cpu).unwrap();
+        let s = x.to_string();
+        assert!(s.contains("..."), "{s}");
+        assert!(s.len() < 200, "{s}");
+        let scalar = Tensor::<f64>::from_vec(vec![0.5], &[], Device::Cpu).unwrap();
+        assert_eq!(scalar.to_string(), "tensor(0.5000, shape=[], device=cpu, dtype=f64)");
+    }
+
+    #[test]
+    fn tensors_are_send_and_sync() {
+        fn check<X: Send + Sync>() {}
+        check::<Tensor<f32>>();
+        check::<Tensor<f64>>();
+    }
+}

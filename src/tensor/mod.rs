@@ -11,7 +11,7 @@ mod fmt;
 use crate::autograd::{self, Node};
 use crate::dtype::Float;
 use crate::rng::Rng;
-use crate::shape::numel;
+use crate::shape::{checked_numel, numel};
 use crate::{Device, Error, Result};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -76,6 +76,18 @@ impl<T: Float> Deref for CpuRef<'_, T> {
             Buffer::Cpu(v) => v,
         }
     }
+}
+
+/// A host buffer of `shape`'s size filled with `value`; `Err` (not an abort) when the size
+/// overflows or the memory cannot be reserved.
+fn filled<T: Float>(shape: &[usize], value: T) -> Result<Vec<T>> {
+    let n = checked_numel("tensor creation", shape)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+        msg: format!("cannot allocate {n} elements of {} for shape {shape:?}", T::DTYPE),
+    })?;
+    v.resize(n, value);
+    Ok(v)
 }
 
 impl<T: Float> Tensor<T> {
@@ -194,7 +206,7 @@ impl<T: Float> Tensor<T> {
     /// `Err` if `data.len()` differs from the product of `shape` or the device is unavailable.
     pub fn from_vec(data: Vec<T>, shape: &[usize], device: Device) -> Result<Self> {
         device.check_available()?;
-        if data.len() != numel(shape) {
+        if data.len() != checked_numel("from_vec", shape)? {
             return Err(Error::shape(
                 "from_vec",
                 format!(
@@ -219,7 +231,7 @@ impl<T: Float> Tensor<T> {
 
     /// A tensor filled with `value`.
     pub fn full(shape: &[usize], value: T, device: Device) -> Result<Self> {
-        Self::from_vec(vec![value; numel(shape)], shape, device)
+        Self::from_vec(filled(shape, value)?, shape, device)
     }
 
     /// Standard-normal values drawn from `Rng::new(seed)`.
@@ -229,7 +241,8 @@ impl<T: Float> Tensor<T> {
 
     /// Standard-normal values drawn from `rng` (advancing it).
     pub fn randn_with(shape: &[usize], rng: &mut Rng, device: Device) -> Result<Self> {
-        let data = (0..numel(shape)).map(|_| T::from_f64(rng.normal())).collect();
+        let mut data = filled(shape, T::ZERO)?;
+        data.iter_mut().for_each(|v| *v = T::from_f64(rng.normal()));
         Self::from_vec(data, shape, device)
     }
 
@@ -240,14 +253,15 @@ impl<T: Float> Tensor<T> {
 
     /// Uniform values in [0, 1) drawn from `rng` (advancing it).
     pub fn rand_with(shape: &[usize], rng: &mut Rng, device: Device) -> Result<Self> {
-        let data = (0..numel(shape)).map(|_| T::from_f64(rng.uniform())).collect();
+        let mut data = filled(shape, T::ZERO)?;
+        data.iter_mut().for_each(|v| *v = T::from_f64(rng.uniform()));
         Self::from_vec(data, shape, device)
     }
 
     /// One-hot rows: shape `[targets.len(), num_classes]`, 1 at each target's class.
     /// `Err` if a target is `>= num_classes`.
     pub fn one_hot(targets: &[usize], num_classes: usize, device: Device) -> Result<Self> {
-        let mut data = vec![T::ZERO; targets.len() * num_classes];
+        let mut data = filled(&[targets.len(), num_classes], T::ZERO)?;
         for (i, &t) in targets.iter().enumerate() {
             if t >= num_classes {
                 return Err(Error::invalid(

@@ -15,7 +15,7 @@ pub(crate) mod cpu;
 
 use crate::autograd::{Backward, record};
 use crate::dtype::Float;
-use crate::shape::{broadcast_shapes, check_dim, numel};
+use crate::shape::{broadcast_shapes, check_dim, checked_numel, numel};
 use crate::{Error, Result, Tensor};
 
 struct ReshapeBackward;
@@ -65,7 +65,7 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor<T>> {
-        if numel(shape) != self.numel() {
+        if checked_numel("reshape", shape)? != self.numel() {
             return Err(Error::shape(
                 "reshape",
                 format!(
