@@ -28,6 +28,7 @@ run() { # phase loss K epochs lr seed [extra flags]
   local on=test
   [[ "$*" == *--val-per-class* ]] && on=validation
   local out="out/repro/$phase-$loss-k$k-lr$lr-s$seed"
+  mkdir -p out/repro
   echo "$(date -u +%FT%TZ) start $key $*"
   local line
   line=$("$BIN" --loss "$loss" --per-class "$k" --epochs "$epochs" --lr "$lr" --seed "$seed" \
