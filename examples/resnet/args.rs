@@ -35,6 +35,8 @@ FLAGS:
                        the test set: for choosing the learning rate without touching the test set
   --save FILE          write a checkpoint (safetensors) after every epoch
   --resume FILE        continue from a checkpoint written by --save
+  --stop-after E       stop after epoch E (with --save: split a long run across sessions;
+                       --resume continues it bit-identically)
   --compare            run xent and cosine-xent with the same data and seed; print a table
   --out DIR            where metrics.csv and the SVG plots go (default out/resnet)
   --report-memory      print resident memory at steps 50 and 500 (and the end)
@@ -95,6 +97,7 @@ pub struct Args {
     pub val_per_class: usize,
     pub save: Option<PathBuf>,
     pub resume: Option<PathBuf>,
+    pub stop_after: Option<usize>,
     pub compare: bool,
     pub out: PathBuf,
     pub report_memory: bool,
@@ -123,6 +126,7 @@ impl Default for Args {
             val_per_class: 0,
             save: None,
             resume: None,
+            stop_after: None,
             compare: false,
             out: PathBuf::from("out/resnet"),
             report_memory: false,
@@ -168,6 +172,7 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Strin
             "--val-per-class" => a.val_per_class = value(&flag, it.next())?,
             "--save" => a.save = Some(value::<String>(&flag, it.next())?.into()),
             "--resume" => a.resume = Some(value::<String>(&flag, it.next())?.into()),
+            "--stop-after" => a.stop_after = Some(value(&flag, it.next())?),
             "--compare" => a.compare = true,
             "--out" => a.out = value::<String>(&flag, it.next())?.into(),
             "--report-memory" => a.report_memory = true,

@@ -487,6 +487,10 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
         if let Some(path) = &args.save {
             t.save(path, &config)?;
         }
+        if args.stop_after == Some(t.epoch) && t.epoch < args.epochs {
+            eprintln!("[{label}] stopping after epoch {} as asked (--stop-after)", t.epoch);
+            break;
+        }
     }
     if args.report_memory {
         memory.push((global_step, rss_mib().unwrap_or(f64::NAN)));
