@@ -28,6 +28,8 @@ mod device;
 mod dtype;
 mod error;
 mod gradcheck;
+#[cfg(doctest)]
+mod guide;
 pub mod loss;
 pub mod nn;
 mod ops;
