@@ -74,8 +74,10 @@ fn load_data() -> Result<(Dataset, Dataset, bool)> {
             println!("note: Fashion-MNIST was not found in {DATA_DIR}.");
             println!("      Install it with:  sudo apt-get install dataset-fashion-mnist");
             println!("      Training on a SYNTHETIC 1x28x28 10-class dataset instead.");
-            let train = Dataset::synthetic(TRAIN_PER_CLASS, 10, 1, 28, 28, SEED ^ 0x5EED)?;
-            let test = Dataset::synthetic(TEST_PER_CLASS, 10, 1, 28, 28, SEED ^ 0x7E57)?;
+            // One seed fixes the class prototypes, so train and test must come from the same
+            // call: generate one pool and split it per class.
+            let pool = Dataset::synthetic(TRAIN_PER_CLASS + TEST_PER_CLASS, 10, 1, 28, 28, SEED)?;
+            let (train, test) = pool.split_per_class(TRAIN_PER_CLASS, TEST_PER_CLASS, SEED)?;
             Ok((train, test, false))
         }
     }
