@@ -23,9 +23,10 @@
 
 use crate::dtype::Float;
 use crate::tensor::Tensor;
-use crate::{Error, Result};
+use crate::{Error, Result, instrument};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -58,6 +59,8 @@ pub fn live_graph_nodes() -> usize {
 /// One recorded op application: how to run its backward and which tensors it came from.
 pub(crate) struct Node<T: Float> {
     name: &'static str,
+    /// Where the op was called, recorded while `detect_anomaly` is on.
+    created_at: Option<&'static Location<'static>>,
     state: Mutex<Option<NodeState<T>>>,
     retain: AtomicBool,
     retained: Mutex<Option<Tensor<T>>>,
@@ -75,6 +78,9 @@ impl<T: Float> Node<T> {
     }
     pub(crate) fn set_retain(&self) {
         self.retain.store(true, Ordering::SeqCst);
+    }
+    pub(crate) fn retains(&self) -> bool {
+        self.retain.load(Ordering::SeqCst)
     }
     pub(crate) fn retained_grad(&self) -> Option<Tensor<T>> {
         self.retained.lock().unwrap().clone()
@@ -122,18 +128,26 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Records `backward` as the node producing `out`, if grad mode is on and any input requires
-/// grad; otherwise returns `out` unchanged. Every differentiable op ends with this call.
+/// grad; otherwise returns `out` unchanged. Every differentiable op ends with this call, which
+/// is also where tracing, profiling and anomaly detection see the op (see `instrument`).
+#[track_caller]
 pub(crate) fn record<T: Float>(
     out: Tensor<T>,
     inputs: &[&Tensor<T>],
     backward: impl Backward<T> + 'static,
-) -> Tensor<T> {
+) -> Result<Tensor<T>> {
+    instrument::forward_done(backward.name(), inputs, &out)?;
     if !is_grad_enabled() || !inputs.iter().any(|t| t.is_requires_grad()) {
-        return out;
+        return Ok(out);
     }
     LIVE_NODES.fetch_add(1, Ordering::SeqCst);
     let node = Node {
         name: backward.name(),
+        created_at: if instrument::anomaly_mode() {
+            Some(Location::caller())
+        } else {
+            None
+        },
         state: Mutex::new(Some(NodeState {
             backward: Box::new(backward),
             inputs: inputs.iter().map(|t| (*t).clone()).collect(),
@@ -141,7 +155,7 @@ pub(crate) fn record<T: Float>(
         retain: AtomicBool::new(false),
         retained: Mutex::new(None),
     };
-    out.with_node(Arc::new(node))
+    Ok(out.with_node(Arc::new(node)))
 }
 
 /// A tensor saved for backward together with its storage version at save time. Reading it
@@ -226,6 +240,7 @@ fn accumulate<T: Float>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) -> Result<()
 
 /// The backward engine behind `Tensor::backward` / `backward_with`.
 pub(crate) fn run_backward<T: Float>(root: &Tensor<T>, grad: Tensor<T>) -> Result<()> {
+    let _engine = instrument::engine_scope();
     no_grad(|| {
         if grad.shape() != root.shape() {
             return Err(Error::shape(
@@ -270,7 +285,9 @@ pub(crate) fn run_backward<T: Float>(root: &Tensor<T>, grad: Tensor<T>) -> Resul
                 let mut r = node.retained.lock().unwrap();
                 accumulate(&mut r, g.clone())?;
             }
+            let scope = instrument::backward_start();
             let grads = state.backward.backward(&g, &state.inputs)?;
+            instrument::backward_done(scope, node.name, node.created_at, &g, &grads)?;
             drop(g);
             debug_assert_eq!(
                 grads.len(),

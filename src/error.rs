@@ -51,6 +51,12 @@ pub enum Error {
         /// What went wrong.
         msg: String,
     },
+    /// A NaN or infinity found by [`detect_anomaly`](crate::detect_anomaly): names the op,
+    /// forward or backward, and where the op was called.
+    Anomaly {
+        /// The op, the value, where in its output, and the caller's source location.
+        msg: String,
+    },
     /// A device allocation failed.
     OutOfMemory {
         /// What was requested.
@@ -83,6 +89,7 @@ impl fmt::Display for Error {
             Error::Gradcheck { msg } => write!(f, "gradcheck failed: {msg}"),
             Error::Io { path, msg } => write!(f, "{path}: {msg}"),
             Error::OutOfMemory { msg } => write!(f, "out of memory: {msg}"),
+            Error::Anomaly { msg } => write!(f, "anomaly detected: {msg}"),
         }
     }
 }

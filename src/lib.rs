@@ -30,6 +30,7 @@ mod error;
 mod gradcheck;
 #[cfg(doctest)]
 mod guide;
+mod instrument;
 pub mod loss;
 pub mod nn;
 mod ops;
@@ -38,12 +39,14 @@ mod rng;
 pub mod serialize;
 pub mod shape;
 mod tensor;
+pub mod viz;
 
 pub use autograd::no_grad;
 pub use device::Device;
 pub use dtype::Float;
 pub use error::{Error, Result};
 pub use gradcheck::{GradcheckOptions, GradcheckReport, InputReport, gradcheck};
+pub use instrument::{Phase, Profile, detect_anomaly, profile};
 pub use rng::Rng;
 pub use shape::Pair;
 pub use tensor::Tensor;

@@ -111,20 +111,21 @@ impl<T: Float> Backward<T> for NllPickBackward {
 
 /// `out[i] = -logp[i, t_i]` for `logp` of shape `[N, C]` (already validated): the negative
 /// log-likelihood per sample. d/dlogp[i, j] = -g[i] if j = t_i else 0.
+#[track_caller]
 fn nll_pick<T: Float>(logp: &Tensor<T>, targets: &[usize], classes: usize) -> Result<Tensor<T>> {
     let data: Vec<T> = {
         let lp = logp.cpu()?;
         targets.iter().enumerate().map(|(i, &t)| -lp[i * classes + t]).collect()
     };
     let out = Tensor::from_parts(data, vec![targets.len()], logp.device());
-    Ok(record(
+    record(
         out,
         &[logp],
         NllPickBackward {
             targets: targets.to_vec(),
             classes,
         },
-    ))
+    )
 }
 
 /// Cross-entropy between `logits` `[N, C]` (unnormalised scores; only 2-D logits are
@@ -141,6 +142,7 @@ fn nll_pick<T: Float>(logp: &Tensor<T>, targets: &[usize], classes: usize) -> Re
 /// assert!((l.item()? - 2f64.ln()).abs() < 1e-12);
 /// # Ok::<(), smallgrad::Error>(())
 /// ```
+#[track_caller]
 pub fn cross_entropy<T: Float>(logits: &Tensor<T>, targets: &[usize], reduction: Reduction) -> Result<Tensor<T>> {
     let (_, c) = check_logits("cross_entropy", logits, targets)?;
     let logp = logits.log_softmax(1)?;
@@ -197,6 +199,7 @@ impl CosineLoss {
     /// assert!(logits.grad().is_some());
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn forward<T: Float>(&self, logits: &Tensor<T>, targets: &[usize]) -> Result<Tensor<T>> {
         const OP: &str = "CosineLoss";
         let (_, c) = check_logits(OP, logits, targets)?;

@@ -40,6 +40,7 @@ FLAGS:
   --compare            run xent and cosine-xent with the same data and seed; print a table
   --out DIR            where metrics.csv and the SVG plots go (default out/resnet)
   --report-memory      print resident memory at steps 50 and 500 (and the end)
+  --profile            print a per-op time table (forward and backward) after each run
   -h, --help           this text
 ";
 
@@ -101,6 +102,7 @@ pub struct Args {
     pub compare: bool,
     pub out: PathBuf,
     pub report_memory: bool,
+    pub profile: bool,
 }
 
 impl Default for Args {
@@ -130,6 +132,7 @@ impl Default for Args {
             compare: false,
             out: PathBuf::from("out/resnet"),
             report_memory: false,
+            profile: false,
         }
     }
 }
@@ -176,6 +179,7 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Strin
             "--compare" => a.compare = true,
             "--out" => a.out = value::<String>(&flag, it.next())?.into(),
             "--report-memory" => a.report_memory = true,
+            "--profile" => a.profile = true,
             other => return Err(format!("unknown flag {other:?}; see --help")),
         }
     }

@@ -33,15 +33,13 @@ fn load_idx_pair(dir: &Path, split: &str) -> Option<smallgrad::Result<Dataset>> 
 }
 
 fn synthetic(per_class: usize, channels: usize, size: usize, seed: u64) -> smallgrad::Result<Loaded> {
-    // A pool big enough for the subset, and a fixed 2,000-image test set.
-    let train = Dataset::synthetic(per_class.max(1), 10, channels, size, size, seed ^ 0x5EED)?;
-    let test = Dataset::synthetic(200, 10, channels, size, size, seed ^ 0x7E57)?;
-    Ok(Loaded {
-        train,
-        test,
-        source: format!("synthetic {channels}x{size}x{size}, 10 classes"),
-        synthetic: true,
-    })
+    // One pool (the class patterns depend on the seed, so train and test must come from the
+    // same call): room for the K training images plus as many for validation, and 200 test
+    // images per class.
+    let train_k = 2 * per_class.max(1);
+    let pool = Dataset::synthetic(train_k + 200, 10, channels, size, size, seed ^ 0x5EED)?;
+    let (train, test) = pool.split_per_class(train_k, 200, seed)?;
+    Ok(Loaded { train, test, source: format!("synthetic {channels}x{size}x{size}, 10 classes"), synthetic: true })
 }
 
 /// Loads `dataset` from `dir`. A missing Fashion-MNIST / MNIST / CIFAR-10 is not fatal: the

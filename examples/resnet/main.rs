@@ -86,7 +86,16 @@ fn run(args: Args) -> smallgrad::Result<()> {
         } else {
             args.out.clone()
         };
-        let r = train::run(&args, kind, &data, &out)?;
+        let r = if args.profile {
+            let (r, prof) = smallgrad::profile(|| train::run(&args, kind, &data, &out));
+            println!(
+                "[{}] per-op profile (this thread's ops, training and evaluation):\n{prof}",
+                kind.name()
+            );
+            r?
+        } else {
+            train::run(&args, kind, &data, &out)?
+        };
         println!(
             "[{}] top-1 {:.2}% | {:.0} s | {:.1} train images/s | wrote {} and {}",
             kind.name(),

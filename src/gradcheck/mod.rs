@@ -241,6 +241,7 @@ fn with_context(e: Error, ctx: &str) -> Error {
         Error::Gradcheck { msg } => Error::Gradcheck { msg: note(msg) },
         Error::Io { path, msg } => Error::Io { path, msg: note(msg) },
         Error::OutOfMemory { msg } => Error::OutOfMemory { msg: note(msg) },
+        Error::Anomaly { msg } => Error::Anomaly { msg: note(msg) },
     }
 }
 

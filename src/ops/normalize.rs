@@ -46,10 +46,11 @@ impl<T: Float> Backward<T> for StraightThroughBackward {
 /// `no_grad`, an in-place edit invisible to autograd. The regular [`Tensor::clamp_min`] would
 /// zero the gradient below `min`, which differs from PyTorch for tiny norms; this op gives the
 /// clamped value with the identity gradient, i.e. the same value and gradient as PyTorch.
+#[track_caller]
 pub(crate) fn clamp_min_straight_through<T: Float>(x: &Tensor<T>, min: T) -> Result<Tensor<T>> {
     let data: Vec<T> = x.cpu()?.iter().map(|&v| if v < min { min } else { v }).collect();
     let out = Tensor::from_parts(data, x.shape().to_vec(), x.device());
-    Ok(record(out, &[x], StraightThroughBackward))
+    record(out, &[x], StraightThroughBackward)
 }
 
 impl<T: Float> Tensor<T> {
@@ -65,6 +66,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(x.normalize(1, 1e-12)?.to_vec()?, vec![0.6, 0.8, 0., 0.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn normalize(&self, dim: usize, eps: f64) -> Result<Tensor<T>> {
         check_dim("normalize", dim, self.shape())?;
         check_eps("normalize", eps)?;
@@ -88,6 +90,7 @@ impl<T: Float> Tensor<T> {
     /// assert!((c[0] - 0.5f64.sqrt()).abs() < 1e-12 && (c[1] - 1.0).abs() < 1e-12);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn cosine_similarity(&self, other: &Tensor<T>, dim: usize, eps: f64) -> Result<Tensor<T>> {
         const OP: &str = "cosine_similarity";
         self.same_device(OP, other)?;

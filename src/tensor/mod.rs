@@ -132,12 +132,18 @@ impl<T: Float> Tensor<T> {
         )
     }
 
+    /// An identity for this tensor (shared by its clones, distinct for every op output).
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as *const u8 as usize
+    }
+
     pub(crate) fn node(&self) -> Option<&Arc<Node<T>>> {
         self.inner.node.as_ref()
     }
 
     /// Read access to the data of a CPU tensor.
     pub(crate) fn cpu(&self) -> Result<CpuRef<'_, T>> {
+        crate::instrument::op_started();
         match self.inner.device {
             Device::Cpu => Ok(CpuRef {
                 guard: self.inner.storage.buf.read().unwrap(),

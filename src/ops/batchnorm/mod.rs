@@ -159,6 +159,7 @@ impl<T: Float> Tensor<T> {
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
     #[allow(clippy::too_many_arguments)]
+    #[track_caller]
     pub fn batch_norm(
         &self,
         running_mean: Option<&Tensor<T>>,
@@ -248,7 +249,7 @@ impl<T: Float> Tensor<T> {
             mean: mean.clone(),
             invstd,
         };
-        let out = record(out, &inputs, bw);
+        let out = record(out, &inputs, bw)?;
 
         // Running statistics, updated in place after every read of the inputs above (no read
         // guard is held here, so a running stat sharing storage with an input cannot deadlock).

@@ -79,6 +79,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(y.to_vec()?[6], 9.0);   // an interior window sums nine ones
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn conv2d(
         &self,
         weight: &Tensor<T>,
@@ -160,9 +161,9 @@ impl<T: Float> Tensor<T> {
             w: Saved::new(weight),
             p,
         };
-        Ok(match bias {
+        match bias {
             Some(b) => record(out, &[self, weight, b], bw),
             None => record(out, &[self, weight], bw),
-        })
+        }
     }
 }

@@ -141,6 +141,7 @@ impl<T: Float> Backward<T> for UnaryBackward<T> {
 }
 
 impl<T: Float> Tensor<T> {
+    #[track_caller]
     fn binary(&self, other: &Tensor<T>, op: BinaryOp) -> Result<Tensor<T>> {
         self.same_device(op.name(), other)?;
         let shape = broadcast_shapes(op.name(), self.shape(), other.shape())?;
@@ -152,9 +153,10 @@ impl<T: Float> Tensor<T> {
             a: keep.then(|| Saved::new(self)),
             b: keep.then(|| Saved::new(other)),
         };
-        Ok(record(out, &[self, other], bw))
+        record(out, &[self, other], bw)
     }
 
+    #[track_caller]
     fn unary(&self, op: UnaryOp<T>) -> Result<Tensor<T>> {
         let data = cpu::unary(op, &self.cpu()?);
         let out = Tensor::from_parts(data, self.shape().to_vec(), self.device());
@@ -163,7 +165,7 @@ impl<T: Float> Tensor<T> {
             x: Saved::new(self),
             y: Saved::new(&out.detach()),
         };
-        Ok(record(out, &[self], bw))
+        record(out, &[self], bw)
     }
 
     /// `self + other`, broadcasting as NumPy. d/da = 1, d/db = 1 (summed back over broadcast axes).
@@ -175,6 +177,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.add(&b)?.to_vec()?, vec![11., 22., 13., 24.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn add(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
         self.binary(other, BinaryOp::Add)
     }
@@ -187,6 +190,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.sub(&a)?.to_vec()?, vec![0., 0.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn sub(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
         self.binary(other, BinaryOp::Sub)
     }
@@ -199,6 +203,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.mul(&a)?.to_vec()?, vec![4., 9.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn mul(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
         self.binary(other, BinaryOp::Mul)
     }
@@ -212,6 +217,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.div(&b)?.to_vec()?, vec![0.5, 1.5]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn div(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
         self.binary(other, BinaryOp::Div)
     }
@@ -224,6 +230,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.add_scalar(0.5)?.to_vec()?, vec![1.5, 2.5]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn add_scalar(&self, s: T) -> Result<Tensor<T>> {
         self.unary(UnaryOp::AddScalar(s))
     }
@@ -236,6 +243,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.mul_scalar(3.0)?.to_vec()?, vec![3., 6.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn mul_scalar(&self, s: T) -> Result<Tensor<T>> {
         self.unary(UnaryOp::MulScalar(s))
     }
@@ -248,6 +256,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.neg()?.to_vec()?, vec![-1., 2.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn neg(&self) -> Result<Tensor<T>> {
         self.unary(UnaryOp::Neg)
     }
@@ -260,6 +269,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.exp()?.item()?, 1.0);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn exp(&self) -> Result<Tensor<T>> {
         self.unary(UnaryOp::Exp)
     }
@@ -272,6 +282,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.log()?.item()?, 0.0);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn log(&self) -> Result<Tensor<T>> {
         self.unary(UnaryOp::Log)
     }
@@ -284,6 +295,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.sqrt()?.item()?, 2.0);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn sqrt(&self) -> Result<Tensor<T>> {
         self.unary(UnaryOp::Sqrt)
     }
@@ -296,6 +308,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.abs()?.item()?, 1.5);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn abs(&self) -> Result<Tensor<T>> {
         self.unary(UnaryOp::Abs)
     }
@@ -308,6 +321,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.relu()?.to_vec()?, vec![0., 0., 2.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn relu(&self) -> Result<Tensor<T>> {
         self.unary(UnaryOp::Relu)
     }
@@ -320,6 +334,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.tanh()?.item()?, 0.0);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn tanh(&self) -> Result<Tensor<T>> {
         self.unary(UnaryOp::Tanh)
     }
@@ -332,6 +347,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.sigmoid()?.item()?, 0.5);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn sigmoid(&self) -> Result<Tensor<T>> {
         self.unary(UnaryOp::Sigmoid)
     }
@@ -344,6 +360,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.powf(2.0)?.item()?, 9.0);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn powf(&self, p: T) -> Result<Tensor<T>> {
         self.unary(UnaryOp::Powf(p))
     }
@@ -356,6 +373,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.clamp_min(0.5)?.to_vec()?, vec![0.5, 2.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn clamp_min(&self, min: T) -> Result<Tensor<T>> {
         self.unary(UnaryOp::ClampMin(min))
     }

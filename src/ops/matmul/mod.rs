@@ -78,6 +78,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(c.to_vec()?, vec![4., 5., 10., 11.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn matmul(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
         self.same_device(OP, other)?;
         let (sa, sb) = (self.shape(), other.shape());
@@ -140,7 +141,7 @@ impl<T: Float> Tensor<T> {
             b: self.is_requires_grad().then(|| Saved::new(other)),
             a: other.is_requires_grad().then(|| Saved::new(self)),
         };
-        Ok(record(out, &[self, other], bw))
+        record(out, &[self, other], bw)
     }
 }
 

@@ -59,6 +59,7 @@ impl<T: Float> Backward<T> for PoolBackward {
 
 impl<T: Float> Tensor<T> {
     /// Validates a windowed pool and returns its geometry.
+    #[track_caller]
     fn pool_params(&self, op: &'static str, kernel: Pair, stride: Pair, padding: Pair) -> Result<PoolParams> {
         let s = self.shape();
         if s.len() != 4 {
@@ -100,7 +101,8 @@ impl<T: Float> Tensor<T> {
         })
     }
 
-    fn finish_pool(&self, data: Vec<T>, p: PoolParams, kind: PoolKind, argmax: Vec<usize>) -> Tensor<T> {
+    #[track_caller]
+    fn finish_pool(&self, data: Vec<T>, p: PoolParams, kind: PoolKind, argmax: Vec<usize>) -> Result<Tensor<T>> {
         let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
         let out = Tensor::from_parts(data, shape, self.device());
         record(out, &[self], PoolBackward { kind, p, argmax })
@@ -116,6 +118,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(y.to_vec()?, vec![5., 7., 13., 15.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn max_pool2d(
         &self,
         kernel: impl Into<Pair>,
@@ -124,7 +127,7 @@ impl<T: Float> Tensor<T> {
     ) -> Result<Tensor<T>> {
         let p = self.pool_params("max_pool2d", kernel.into(), stride.into(), padding.into())?;
         let (data, argmax) = cpu::max_pool(&self.cpu()?, &p);
-        Ok(self.finish_pool(data, p, PoolKind::Max, argmax))
+        self.finish_pool(data, p, PoolKind::Max, argmax)
     }
 
     /// 2-d average pooling (as `F.avg_pool2d` with `count_include_pad = true`): padding counts
@@ -137,6 +140,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(y.to_vec()?[0], 0.25);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn avg_pool2d(
         &self,
         kernel: impl Into<Pair>,
@@ -145,7 +149,7 @@ impl<T: Float> Tensor<T> {
     ) -> Result<Tensor<T>> {
         let p = self.pool_params("avg_pool2d", kernel.into(), stride.into(), padding.into())?;
         let data = cpu::avg_pool(&self.cpu()?, &p, false);
-        Ok(self.finish_pool(data, p, PoolKind::Avg, Vec::new()))
+        self.finish_pool(data, p, PoolKind::Avg, Vec::new())
     }
 
     /// Adaptive average pooling to `output_size` (as `F.adaptive_avg_pool2d`; NCHW input only):
@@ -159,6 +163,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(x.adaptive_avg_pool2d(1)?.to_vec()?, vec![2.5]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn adaptive_avg_pool2d(&self, output_size: impl Into<Pair>) -> Result<Tensor<T>> {
         const OP: &str = "adaptive_avg_pool2d";
         let o = output_size.into();
@@ -189,6 +194,6 @@ impl<T: Float> Tensor<T> {
             ow: o.w,
         };
         let data = cpu::avg_pool(&self.cpu()?, &p, true);
-        Ok(self.finish_pool(data, p, PoolKind::Adaptive, Vec::new()))
+        self.finish_pool(data, p, PoolKind::Adaptive, Vec::new())
     }
 }

@@ -108,6 +108,7 @@ impl<T: Float> Backward<T> for NormBackward<T> {
 }
 
 impl<T: Float> Tensor<T> {
+    #[track_caller]
     fn reduce_sum(&self, mask: Vec<bool>, keepdim: bool, mean: bool, name: &'static str) -> Result<Tensor<T>> {
         let count: usize = self
             .shape()
@@ -130,7 +131,7 @@ impl<T: Float> Tensor<T> {
             squeezed_shape(self.shape(), &mask)
         };
         let out = Tensor::from_parts(data, shape, self.device());
-        Ok(record(out, &[self], SumBackward { scale, kept, name }))
+        record(out, &[self], SumBackward { scale, kept, name })
     }
 
     /// Sum of all elements, as a scalar tensor (shape `[]`). Backward: dL/dx = dL/dy everywhere.
@@ -141,6 +142,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.sum()?.item()?, 6.0);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn sum(&self) -> Result<Tensor<T>> {
         self.reduce_sum(vec![true; self.ndim()], false, false, "sum")
     }
@@ -153,6 +155,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.mean()?.item()?, 2.0);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn mean(&self) -> Result<Tensor<T>> {
         self.reduce_sum(vec![true; self.ndim()], false, true, "mean")
     }
@@ -167,6 +170,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.sum_dim(&[1], true)?.shape(), &[2, 1]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn sum_dim(&self, dims: &[usize], keepdim: bool) -> Result<Tensor<T>> {
         let mask = dims_mask("sum_dim", dims, self.shape())?;
         self.reduce_sum(mask, keepdim, false, "sum_dim")
@@ -181,6 +185,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.mean_dim(&[1], false)?.to_vec()?, vec![1.5, 3.5]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn mean_dim(&self, dims: &[usize], keepdim: bool) -> Result<Tensor<T>> {
         let mask = dims_mask("mean_dim", dims, self.shape())?;
         self.reduce_sum(mask, keepdim, true, "mean_dim")
@@ -195,6 +200,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.max_dim(1, false)?.to_vec()?, vec![5., 3.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn max_dim(&self, dim: usize, keepdim: bool) -> Result<Tensor<T>> {
         check_dim("max_dim", dim, self.shape())?;
         if self.shape()[dim] == 0 {
@@ -212,7 +218,7 @@ impl<T: Float> Tensor<T> {
             squeezed_shape(self.shape(), &mask)
         };
         let out = Tensor::from_parts(values, shape, self.device());
-        Ok(record(out, &[self], MaxBackward { argmax }))
+        record(out, &[self], MaxBackward { argmax })
     }
 
     /// Index of the (first) maximum along `dim`, for each position of the other dims in
@@ -224,6 +230,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.argmax(1)?, vec![1, 0]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn argmax(&self, dim: usize) -> Result<Vec<usize>> {
         check_dim("argmax", dim, self.shape())?;
         if self.shape()[dim] == 0 {
@@ -249,6 +256,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(s.to_vec()?, vec![12., 12.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn sum_to(&self, shape: &[usize]) -> Result<Tensor<T>> {
         let ok = shape.len() <= self.ndim()
             && broadcast_shapes("sum_to", shape, self.shape()).is_ok_and(|b| b == self.shape());
@@ -280,6 +288,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.norm_dim(1, false)?.to_vec()?, vec![5.0]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn norm_dim(&self, dim: usize, keepdim: bool) -> Result<Tensor<T>> {
         check_dim("norm_dim", dim, self.shape())?;
         let mut mask = vec![false; self.ndim()];
@@ -297,7 +306,7 @@ impl<T: Float> Tensor<T> {
         } else {
             norm.view_as_shape(shape)
         };
-        Ok(record(
+        record(
             out,
             &[self],
             NormBackward {
@@ -305,6 +314,6 @@ impl<T: Float> Tensor<T> {
                 norm: Saved::new(&norm),
                 dim,
             },
-        ))
+        )
     }
 }

@@ -64,6 +64,7 @@ impl<T: Float> Tensor<T> {
     /// assert!(a.reshape(&[4]).is_err());
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor<T>> {
         if checked_numel("reshape", shape)? != self.numel() {
             return Err(Error::shape(
@@ -77,7 +78,7 @@ impl<T: Float> Tensor<T> {
             ));
         }
         let out = self.view_as_shape(shape.to_vec());
-        Ok(record(out, &[self], ReshapeBackward))
+        record(out, &[self], ReshapeBackward)
     }
 
     /// Merges dims `start_dim..` into one (as `torch.flatten(x, start_dim)`); a scalar becomes
@@ -89,6 +90,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.flatten(1)?.shape(), &[2, 60]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn flatten(&self, start_dim: usize) -> Result<Tensor<T>> {
         if self.ndim() == 0 {
             if start_dim == 0 {
@@ -116,6 +118,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(t.to_vec()?, vec![1., 4., 2., 5., 3., 6.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn permute(&self, perm: &[usize]) -> Result<Tensor<T>> {
         let rank = self.ndim();
         let mut seen = vec![false; rank];
@@ -135,7 +138,7 @@ impl<T: Float> Tensor<T> {
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
         }
-        Ok(record(out, &[self], PermuteBackward { inverse }))
+        record(out, &[self], PermuteBackward { inverse })
     }
 
     /// Swaps two dims (a permute). Copies. Backward: transpose the gradient back.
@@ -146,6 +149,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.transpose(0, 2)?.shape(), &[4, 3, 2]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn transpose(&self, d0: usize, d1: usize) -> Result<Tensor<T>> {
         check_dim("transpose", d0, self.shape())?;
         check_dim("transpose", d1, self.shape())?;
@@ -162,6 +166,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(a.expand(&[2, 2])?.to_vec()?, vec![1., 2., 1., 2.]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn expand(&self, shape: &[usize]) -> Result<Tensor<T>> {
         let b = broadcast_shapes("expand", self.shape(), shape)?;
         if b != shape {
@@ -172,6 +177,6 @@ impl<T: Float> Tensor<T> {
         }
         let data = cpu::expand(&self.cpu()?, self.shape(), shape);
         let out = Tensor::from_parts(data, shape.to_vec(), self.device());
-        Ok(record(out, &[self], ExpandBackward))
+        record(out, &[self], ExpandBackward)
     }
 }

@@ -44,6 +44,7 @@ impl<T: Float> Backward<T> for SoftmaxBackward<T> {
 }
 
 impl<T: Float> Tensor<T> {
+    #[track_caller]
     fn softmax_impl(&self, dim: usize, log: bool) -> Result<Tensor<T>> {
         let op = if log { "log_softmax" } else { "softmax" };
         // As PyTorch, a 0-d tensor accepts dim 0 and is treated as one element.
@@ -61,7 +62,7 @@ impl<T: Float> Tensor<T> {
         };
         let data = cpu::forward(&self.cpu()?, p);
         let out = Tensor::from_parts(data, self.shape().to_vec(), self.device());
-        Ok(record(out.clone(), &[self], SoftmaxBackward { y: Saved::new(&out), p }))
+        record(out.clone(), &[self], SoftmaxBackward { y: Saved::new(&out), p })
     }
 
     /// Softmax along `dim`: `e^(x_j) / sum_k e^(x_k)`, computed stably (the max is subtracted
@@ -74,6 +75,7 @@ impl<T: Float> Tensor<T> {
     /// assert_eq!(x.softmax(1)?.to_vec()?, vec![0.5, 0.5, 0.5, 0.5]);
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn softmax(&self, dim: usize) -> Result<Tensor<T>> {
         self.softmax_impl(dim, false)
     }
@@ -89,6 +91,7 @@ impl<T: Float> Tensor<T> {
     /// assert!((y[0] + 2f64.ln()).abs() < 1e-12 && y[2] == -1000.0 - 2f64.ln());
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    #[track_caller]
     pub fn log_softmax(&self, dim: usize) -> Result<Tensor<T>> {
         self.softmax_impl(dim, true)
     }
