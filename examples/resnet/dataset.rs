@@ -39,7 +39,12 @@ fn synthetic(per_class: usize, channels: usize, size: usize, seed: u64) -> small
     let train_k = 2 * per_class.max(1);
     let pool = Dataset::synthetic(train_k + 200, 10, channels, size, size, seed ^ 0x5EED)?;
     let (train, test) = pool.split_per_class(train_k, 200, seed)?;
-    Ok(Loaded { train, test, source: format!("synthetic {channels}x{size}x{size}, 10 classes"), synthetic: true })
+    Ok(Loaded {
+        train,
+        test,
+        source: format!("synthetic {channels}x{size}x{size}, 10 classes"),
+        synthetic: true,
+    })
 }
 
 /// Loads `dataset` from `dir`. A missing Fashion-MNIST / MNIST / CIFAR-10 is not fatal: the
