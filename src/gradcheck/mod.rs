@@ -637,12 +637,16 @@ fn hint(e: &Entry, fast_mode: bool) -> Option<&'static str> {
     if a == 0.0 {
         return Some(
             "the analytic gradient is exactly 0: no gradient reaches this input here (a detach, \
-             a no_grad, or a backward returning None?)",
+             a no_grad, or a backward returning None?), or the point sits on a kink (relu at 0, \
+             a max tie) where the numeric value averages the two one-sided slopes",
         );
     }
     let q = a / n;
     if (q - 0.5).abs() < 0.01 || (q - 2.0).abs() < 0.02 {
-        return Some("off by a factor of 2: a contribution missing or counted twice (x used twice?)");
+        return Some(
+            "off by a factor of 2: a contribution missing or counted twice (x used twice?), or a \
+             kink (relu at 0, a max tie) where the numeric value averages two one-sided slopes",
+        );
     }
     if (q + 1.0).abs() < 0.01 {
         return Some("the sign is flipped");

@@ -142,8 +142,15 @@ impl<T: Float> Tensor<T> {
     }
 
     /// Read access to the data of a CPU tensor.
+    /// Ops call this to read their inputs; for tracing and profiling it also marks the start
+    /// of the op (see `instrument`).
     pub(crate) fn cpu(&self) -> Result<CpuRef<'_, T>> {
         crate::instrument::op_started();
+        self.host()
+    }
+
+    /// Read access without marking an op start (inspection: `to_vec`, `item`, `Display`).
+    pub(crate) fn host(&self) -> Result<CpuRef<'_, T>> {
         match self.inner.device {
             Device::Cpu => Ok(CpuRef {
                 guard: self.inner.storage.buf.read().unwrap(),
@@ -309,7 +316,7 @@ impl<T: Float> Tensor<T> {
 
     /// A host copy of the data, row-major.
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        Ok(self.cpu()?.to_vec())
+        Ok(self.host()?.to_vec())
     }
 
     /// The single value of a one-element tensor; `Err` for any other size.
@@ -320,7 +327,7 @@ impl<T: Float> Tensor<T> {
                 format!("needs exactly one element, got shape {:?}", self.shape()),
             ));
         }
-        Ok(self.cpu()?[0])
+        Ok(self.host()?[0])
     }
 
     /// This tensor on `device`. Moving to the device it is already on returns the same handle
