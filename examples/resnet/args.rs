@@ -28,7 +28,7 @@ FLAGS:
   --seed S             seed of subset, init, shuffling and augmentation (default 0)
   --threads N          rayon threads (default: all cores)
   --device NAME        cpu (default) | cuda (needs a build with the CUDA backend)
-  --eval-every N       evaluate on the test set every N epochs (default: 5, and the last epoch)
+  --eval-every N       evaluate on the test set every N epochs (default: 10, and the last epoch)
   --test-limit N       evaluate on the first N test images only (default: the full test set)
   --val-per-class V    hold out V further training-pool images per class (disjoint from the
                        K training images, same seed) and report accuracy on them instead of
@@ -123,7 +123,7 @@ impl Default for Args {
             seed: 0,
             threads: None,
             device: "cpu".into(),
-            eval_every: 5,
+            eval_every: 10,
             test_limit: None,
             val_per_class: 0,
             save: None,
