@@ -13,12 +13,16 @@
 #      cosine-xent-head at K = 50, seeds 0, 1, 2 (test set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=target/release/examples/resnet
 CSV=docs/reproduction-runs.csv
 LOSSES="xent cosine cosine-xent cosine-xent-head"
 phases="${PHASES:-1 2 3}"
 
+# Run a private copy of the binary, so that rebuilding the crate while this runs in the background
+# neither blocks on cargo's lock nor swaps the program under a run.
 cargo build --release --example resnet
+mkdir -p out
+BIN=out/reproduce-resnet
+cp target/release/examples/resnet "$BIN"
 [ -f "$CSV" ] || echo "phase,loss,per_class,epochs,lr,seed,evaluated_on,top1_percent,seconds,train_images_per_s,threads,date" > "$CSV"
 
 run() { # phase loss K epochs lr seed [extra flags]
