@@ -1,4 +1,4 @@
-//! General matrix multiply on the CPU: `C = op(A) · op(B)` (or `C += ...`), row-major.
+//! General matrix multiply on the CPU: `C = op(A) · B` (or `C += ...`), row-major.
 //!
 //! The classic blocked scheme, in three levels:
 //! 1. the shared dimension k is cut into blocks of `KC`; for each block, B's rows are *packed*
@@ -10,23 +10,34 @@
 //!    B, keeping the MR x NR tile of C in registers for the whole k block: each loaded value of
 //!    B is used MR times and each value of A NR times.
 //!
+//! B is anything that can pack itself into panels ([`PackB`]): a stored matrix ([`MatRef`],
+//! transposed or not), or — for convolutions — the column matrix of an image, gathered straight
+//! from the image while packing so that it is never written out in full
+//! (`ops::conv::cpu::Im2col`).
+//!
 //! The micro-kernel is plain Rust with constant bounds, so LLVM unrolls it into vector
-//! registers; it is compiled three times — AVX-512F+FMA, AVX2+FMA and portable — and the
+//! registers; it is compiled three times — AVX-512F+FMA, AVX2+FMA and portable — each with the
+//! tile that fills that ISA's registers (AVX-512: 8 rows x 2 vectors = 16 independent
+//! accumulators, enough to cover the FMA latency on two FMA ports; AVX2: 6 x 2 = 12), and the
 //! variant is picked at run time with `is_x86_feature_detected!`. Transposed operands are
-//! handled by the packing (never materialised). Row blocks run in parallel; every element of C
-//! is computed by the same sequence of operations whichever thread runs it, so the bits do not
-//! depend on the thread count. (They may differ between CPUs with and without FMA.)
+//! handled by the packing (never materialised). Packing buffers come from a per-thread
+//! scratch pool ([`with_scratch`](super::with_scratch)), so a GEMM allocates nothing in the
+//! steady state. Row blocks run in parallel; every element of C is computed by the same
+//! sequence of operations (the k order is fixed, each product is one fused multiply-add)
+//! whichever thread runs it and whatever the tile shape, so the bits do not depend on the
+//! thread count. (They may differ between CPUs with and without FMA.)
 
-use super::PAR_THRESHOLD;
+use super::{PAR_THRESHOLD, Scratch};
 use crate::dtype::Float;
 use rayon::prelude::*;
 
-/// Rows of the register tile.
-const MR: usize = 6;
 /// Depth of one k block (an MR x KC panel of A and a KC x NR panel of B stay in L1/L2).
 const KC: usize = 256;
-/// Rows of C per parallel work unit.
-const MC: usize = 72;
+/// Rows of C per parallel work unit (a multiple of every MR below).
+const MC: usize = 96;
+/// An operand is read in place (not packed) by the AVX-512 kernel when the other dimension is
+/// below this: then each packed element would be used too few times to repay its copy.
+const DIRECT_BELOW: usize = 128;
 
 /// A matrix operand: row-major data, its leading dimension (row stride) and whether it is to be
 /// used transposed.
@@ -56,44 +67,173 @@ impl<'a, T: Float> MatRef<'a, T> {
             ..self
         }
     }
-    /// Element (i, j) of op(X).
-    #[inline(always)]
-    fn at(&self, i: usize, j: usize) -> T {
-        if self.trans {
-            self.data[j * self.ld + i]
-        } else {
-            self.data[i * self.ld + j]
+}
+
+/// An operand of a GEMM, given by its *stored* rows: the operand's rows, or, when
+/// [`trans`](Self::trans), its columns. Packing reads stored rows contiguously.
+pub(crate) trait Operand<T>: Sync {
+    /// Whether stored row r is column r of the operand (it is the transpose of what is stored).
+    fn trans(&self) -> bool;
+    /// Entries `c0..c0 + len` of stored row `r`: either borrowed from storage or written into
+    /// `buf` (which has room for `len`).
+    fn row<'s>(&'s self, r: usize, c0: usize, len: usize, buf: &'s mut [T]) -> &'s [T];
+    /// When every stored row lies contiguously in one slice, that slice (row r starts at
+    /// [`row_start`](Self::row_start)): the AVX-512 kernel may then read it in place.
+    fn direct(&self) -> Option<&[T]> {
+        None
+    }
+    /// Where stored row `r` starts in [`direct`](Self::direct)'s slice.
+    fn row_start(&self, _r: usize) -> usize {
+        0
+    }
+}
+
+impl<T: Float> Operand<T> for MatRef<'_, T> {
+    fn trans(&self) -> bool {
+        self.trans
+    }
+    fn row<'s>(&'s self, r: usize, c0: usize, len: usize, _buf: &'s mut [T]) -> &'s [T] {
+        &self.data[r * self.ld + c0..][..len]
+    }
+    fn direct(&self) -> Option<&[T]> {
+        Some(self.data)
+    }
+    fn row_start(&self, r: usize) -> usize {
+        r * self.ld
+    }
+}
+
+/// Where the row starts of a directly read operand lie, if every one of its `rows` stored rows
+/// has `len` entries inside its slice (else it must be packed).
+fn direct_starts<T: Float, O: Operand<T> + ?Sized>(op: &O, rows: usize, len: usize) -> Option<Vec<usize>> {
+    if op.trans() {
+        return None;
+    }
+    let base = op.direct()?;
+    let starts: Vec<usize> = (0..rows).map(|r| op.row_start(r)).collect();
+    starts
+        .iter()
+        .all(|&s| s.checked_add(len).is_some_and(|e| e <= base.len()))
+        .then_some(starts)
+}
+
+/// Packs rows `p0..p0 + kc` of B (k x n) into `ceil(n / NR)` panels starting with panel
+/// `first_panel`, each `kc x NR` (k-major), zero-filling the last panel's missing columns.
+fn pack_b<T: Float, B: Operand<T> + ?Sized, const NR: usize>(
+    b: &B,
+    p0: usize,
+    kc: usize,
+    n: usize,
+    first_panel: usize,
+    dst: &mut [T],
+) {
+    let panel_len = NR * kc;
+    let j_first = first_panel * NR;
+    let mut scratch = Scratch::<T>::new(n.max(kc));
+    let buf = scratch.as_mut();
+    if !b.trans() {
+        for p in 0..kc {
+            let row = b.row(p0 + p, j_first, n - j_first, buf);
+            for (jp, chunk) in row.chunks(NR).enumerate() {
+                dst[jp * panel_len + p * NR..][..chunk.len()].copy_from_slice(chunk);
+            }
+        }
+    } else {
+        for j in j_first..n {
+            let col = b.row(j, p0, kc, buf);
+            let panel = &mut dst[((j - j_first) / NR) * panel_len + j % NR..];
+            for (p, &v) in col.iter().enumerate() {
+                panel[p * NR] = v;
+            }
+        }
+    }
+    let width = n % NR;
+    if width != 0 {
+        let last = &mut dst[(n / NR - first_panel) * panel_len..][..panel_len];
+        for row in last.chunks_mut(NR) {
+            row[width..].iter_mut().for_each(|v| *v = T::ZERO);
         }
     }
 }
 
-/// `C (m x n) = op(A) (m x k) · op(B) (k x n)`, or `C += ...` when `accumulate`. C is
-/// contiguous row-major. Runs in parallel over row blocks when the product is large.
-pub(crate) fn gemm<T: Float>(
+/// Packs rows `i0..i0 + height` and columns `p0..p0 + kc` of A into one MR-row panel
+/// (k-major: `dst[p * MR + i]`), zero-filling rows `height..MR`.
+fn pack_a<T: Float, A: Operand<T> + ?Sized, const MR: usize>(
+    a: &A,
+    i0: usize,
+    height: usize,
+    p0: usize,
+    kc: usize,
+    buf: &mut [T],
+    dst: &mut [T],
+) {
+    if height < MR {
+        dst[..kc * MR].iter_mut().for_each(|v| *v = T::ZERO);
+    }
+    if !a.trans() {
+        for i in 0..height {
+            for (p, &v) in a.row(i0 + i, p0, kc, buf).iter().enumerate() {
+                dst[p * MR + i] = v;
+            }
+        }
+    } else {
+        for p in 0..kc {
+            let src = a.row(p0 + p, i0, height, buf);
+            dst[p * MR..][..height].copy_from_slice(src);
+        }
+    }
+}
+
+/// `C (m x n) = A (m x k) · B (k x n)`, or `C += ...` when `accumulate`. C is contiguous
+/// row-major. Runs in parallel over row blocks when the product is large.
+pub(crate) fn gemm<T: Float, A: Operand<T> + ?Sized, B: Operand<T> + ?Sized>(
     m: usize,
     n: usize,
     k: usize,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
+    a: &A,
+    b: &B,
     c: &mut [T],
     accumulate: bool,
 ) {
-    if std::mem::size_of::<T>() == 4 {
-        gemm_nr::<T, 16>(m, n, k, a, b, c, accumulate)
-    } else {
-        gemm_nr::<T, 8>(m, n, k, a, b, c, accumulate)
+    let c = &mut c[..m * n];
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.iter_mut().for_each(|v| *v = T::ZERO);
+        }
+        return;
+    }
+    let f32 = std::mem::size_of::<T>() == 4;
+    let g = Gemm {
+        m,
+        n,
+        k,
+        a,
+        b,
+        accumulate,
+    };
+    match (isa(), f32) {
+        (Isa::Avx512, true) => g.run::<T, 8, 32>(Isa::Avx512, c),
+        (Isa::Avx512, false) => g.run::<T, 8, 16>(Isa::Avx512, c),
+        (Isa::Avx2, true) => g.run::<T, 6, 16>(Isa::Avx2, c),
+        (Isa::Avx2, false) => g.run::<T, 6, 8>(Isa::Avx2, c),
+        (Isa::Portable, true) => g.run::<T, 4, 16>(Isa::Portable, c),
+        (Isa::Portable, false) => g.run::<T, 4, 8>(Isa::Portable, c),
     }
 }
 
 /// Which compiled variant of the kernels this CPU runs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Isa {
+pub(crate) enum Isa {
     Avx512,
     Avx2,
     Portable,
 }
 
-fn isa() -> Isa {
+/// The best variant this CPU supports (detected once; `is_x86_feature_detected!` caches).
+pub(crate) fn isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
@@ -106,106 +246,158 @@ fn isa() -> Isa {
     Isa::Portable
 }
 
-fn gemm_nr<T: Float, const NR: usize>(
+/// One GEMM call's operands.
+struct Gemm<'a, 'b, A: ?Sized, B: ?Sized> {
     m: usize,
     n: usize,
     k: usize,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    c: &mut [T],
+    a: &'a A,
+    b: &'b B,
     accumulate: bool,
-) {
-    debug_assert!(c.len() >= m * n);
-    let c = &mut c[..m * n];
-    if !accumulate {
-        c.iter_mut().for_each(|v| *v = T::ZERO);
-    }
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    let isa = isa();
-    let panels = n.div_ceil(NR);
-    let mut bpack = vec![T::ZERO; panels * NR * KC.min(k)];
-    for p0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - p0);
-        pack_b::<T, NR>(b, p0, kc, n, &mut bpack);
-        let bpack = &bpack[..panels * NR * kc];
-        let work = |(bi, cblk): (usize, &mut [T])| {
-            let rows = cblk.len() / n;
+}
+
+impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
+    fn run<T: Float, const MR: usize, const NR: usize>(&self, isa: Isa, c: &mut [T])
+    where
+        A: Operand<T>,
+        B: Operand<T>,
+    {
+        let (m, n, k) = (self.m, self.n, self.k);
+        // In-place reading needs the AVX-512 kernels (which exist for exactly these tiles).
+        let direct_ok = isa == Isa::Avx512;
+        let b_starts = if direct_ok && m < DIRECT_BELOW {
+            direct_starts(self.b, k, n)
+        } else {
+            None
+        };
+        let a_starts = if direct_ok && n < DIRECT_BELOW {
+            direct_starts(self.a, m, k)
+        } else {
+            None
+        };
+        // Panels to pack: all of them, or only a partial last one when B is read in place.
+        let first_packed = if b_starts.is_some() { n / NR } else { 0 };
+        let packed_panels = n.div_ceil(NR) - first_packed;
+        let mut scratch = Scratch::<T>::new(packed_panels * NR * KC.min(k));
+        let bpack = scratch.as_mut();
+        let packed_offsets: Vec<usize> = (0..KC.min(k)).map(|p| p * NR).collect();
+        for p0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - p0);
+            let bpack = &mut bpack[..packed_panels * NR * kc];
+            if packed_panels > 0 {
+                pack_b::<T, B, NR>(self.b, p0, kc, n, first_packed, bpack);
+            }
+            let bpack = &*bpack;
             let args = BlockArgs {
-                a,
-                row0: bi * MC,
-                rows,
+                a: self.a,
+                a_starts: a_starts.as_deref(),
+                row0: 0,
+                rows: 0,
                 p0,
                 kc,
                 n,
                 bpack,
+                first_packed,
+                b_direct: b_starts
+                    .as_ref()
+                    .map(|s| (self.b.direct().unwrap_or_default(), &s[p0..p0 + kc])),
+                packed_offsets: &packed_offsets[..kc],
+                overwrite: p0 == 0 && !self.accumulate,
             };
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the CPU has AVX-512F and FMA (checked by `isa`).
-                Isa::Avx512 => unsafe { block_avx512::<T, NR>(&args, cblk) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the CPU has AVX2 and FMA (checked by `isa`).
-                Isa::Avx2 => unsafe { block_avx2::<T, NR>(&args, cblk) },
-                _ => block::<T, NR, false>(&args, cblk),
-            }
-        };
-        if m > MC && m.saturating_mul(n).saturating_mul(kc) >= 4 * PAR_THRESHOLD {
-            c.par_chunks_mut(MC * n).enumerate().for_each(work);
-        } else {
-            c.chunks_mut(MC * n).enumerate().for_each(work);
-        }
-    }
-}
-
-/// Packs rows `p0..p0 + kc` of op(B) into `ceil(n / NR)` panels, each `kc x NR` (k-major),
-/// zero-padding the last panel's missing columns.
-fn pack_b<T: Float, const NR: usize>(b: MatRef<'_, T>, p0: usize, kc: usize, n: usize, out: &mut [T]) {
-    for (jp, panel) in out.chunks_mut(NR * kc).take(n.div_ceil(NR)).enumerate() {
-        let j0 = jp * NR;
-        let width = NR.min(n - j0);
-        for p in 0..kc {
-            let dst = &mut panel[p * NR..(p + 1) * NR];
-            if !b.trans {
-                let row = &b.data[(p0 + p) * b.ld + j0..][..width];
-                dst[..width].copy_from_slice(row);
-            } else {
-                for (j, d) in dst[..width].iter_mut().enumerate() {
-                    *d = b.at(p0 + p, j0 + j);
+            let work = |(bi, cblk): (usize, &mut [T])| {
+                let args = BlockArgs {
+                    row0: bi * MC,
+                    rows: cblk.len() / n,
+                    ..args
+                };
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the CPU has AVX-512F and FMA (checked by `isa`).
+                    Isa::Avx512 => unsafe { block_avx512::<T, A, MR, NR>(&args, cblk) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the CPU has AVX2 and FMA (checked by `isa`).
+                    Isa::Avx2 => unsafe { block_avx2::<T, A, MR, NR>(&args, cblk) },
+                    _ => block::<T, A, MR, NR, false>(&args, cblk),
                 }
+            };
+            if m > MC && m.saturating_mul(n).saturating_mul(kc) >= 4 * PAR_THRESHOLD {
+                c.par_chunks_mut(MC * n).enumerate().for_each(work);
+            } else {
+                c.chunks_mut(MC * n).enumerate().for_each(work);
             }
-            dst[width..].iter_mut().for_each(|v| *v = T::ZERO);
         }
     }
 }
 
 /// What one row block needs.
-struct BlockArgs<'a, 'b, T> {
-    a: MatRef<'a, T>,
+struct BlockArgs<'a, 'b, T, A: ?Sized> {
+    a: &'a A,
+    /// Row starts of A in its direct slice, when A is read in place.
+    a_starts: Option<&'b [usize]>,
     row0: usize,
     rows: usize,
     p0: usize,
     kc: usize,
     n: usize,
+    /// The packed panels of B, from panel `first_packed` on.
     bpack: &'b [T],
+    first_packed: usize,
+    /// B read in place: its slice and the starts of rows p0..p0 + kc.
+    b_direct: Option<(&'b [T], &'b [usize])>,
+    /// p * NR for p < kc (the row starts inside a packed panel).
+    packed_offsets: &'b [usize],
+    /// Write the tile into C instead of adding it (first k block of a non-accumulating GEMM).
+    overwrite: bool,
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn block_avx512<T: Float, const NR: usize>(args: &BlockArgs<'_, '_, T>, c: &mut [T]) {
-    block::<T, NR, true>(args, c)
+impl<T, A: ?Sized> Clone for BlockArgs<'_, '_, T, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T, A: ?Sized> Copy for BlockArgs<'_, '_, T, A> {}
+
+/// Writes (or adds) the valid `height x width` corner of a tile into C at (i0, j0).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn store_tile<T: Float, const NR: usize>(
+    c: &mut [T],
+    n: usize,
+    i0: usize,
+    j0: usize,
+    height: usize,
+    width: usize,
+    tile: &[[T; NR]],
+    overwrite: bool,
+) {
+    for (i, trow) in tile.iter().enumerate().take(height) {
+        let crow = &mut c[(i0 + i) * n + j0..][..width];
+        if overwrite {
+            crow.copy_from_slice(&trow[..width]);
+        } else {
+            for (cv, &t) in crow.iter_mut().zip(&trow[..width]) {
+                *cv += t;
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn block_avx2<T: Float, const NR: usize>(args: &BlockArgs<'_, '_, T>, c: &mut [T]) {
-    block::<T, NR, true>(args, c)
+unsafe fn block_avx2<T: Float, A: Operand<T> + ?Sized, const MR: usize, const NR: usize>(
+    args: &BlockArgs<'_, '_, T, A>,
+    c: &mut [T],
+) {
+    block::<T, A, MR, NR, true>(args, c)
 }
 
-/// One row block of C (`rows x n`, contiguous) += A rows `row0..` (k block) · packed B.
+/// One row block of C (`rows x n`, contiguous) (+)= A rows `row0..` (k block) · packed B, with
+/// the generic micro-kernel (A and B always packed).
 #[inline(always)]
-fn block<T: Float, const NR: usize, const FMA: bool>(args: &BlockArgs<'_, '_, T>, c: &mut [T]) {
+fn block<T: Float, A: Operand<T> + ?Sized, const MR: usize, const NR: usize, const FMA: bool>(
+    args: &BlockArgs<'_, '_, T, A>,
+    c: &mut [T],
+) {
     let BlockArgs {
         a,
         row0,
@@ -214,32 +406,23 @@ fn block<T: Float, const NR: usize, const FMA: bool>(args: &BlockArgs<'_, '_, T>
         kc,
         n,
         bpack,
+        overwrite,
+        ..
     } = *args;
-    // Pack this block's rows of A into MR-row panels, kc x MR each (k-major).
-    let apanels = rows.div_ceil(MR);
-    let mut apack = vec![T::ZERO; apanels * MR * kc];
+    let mut scratch = Scratch::<T>::new(rows.div_ceil(MR) * MR * kc);
+    let apack = scratch.as_mut();
+    let mut buf = Scratch::<T>::new(kc.max(MR));
     for (ip, panel) in apack.chunks_mut(MR * kc).enumerate() {
         let i0 = ip * MR;
-        let height = MR.min(rows - i0);
-        for p in 0..kc {
-            for i in 0..height {
-                panel[p * MR + i] = a.at(row0 + i0 + i, p0 + p);
-            }
-        }
+        pack_a::<T, A, MR>(a, row0 + i0, MR.min(rows - i0), p0, kc, buf.as_mut(), panel);
     }
-    for (jp, bpanel) in bpack.chunks(NR * kc).take(n.div_ceil(NR)).enumerate() {
+    for (jp, bpanel) in bpack.chunks_exact(NR * kc).enumerate() {
         let j0 = jp * NR;
         let width = NR.min(n - j0);
-        for (ip, apanel) in apack.chunks(MR * kc).enumerate() {
+        for (ip, apanel) in apack.chunks_exact(MR * kc).enumerate() {
             let i0 = ip * MR;
-            let height = MR.min(rows - i0);
-            let tile = micro_kernel::<T, NR, FMA>(kc, apanel, bpanel);
-            for i in 0..height {
-                let crow = &mut c[(i0 + i) * n + j0..][..width];
-                for (cv, &t) in crow.iter_mut().zip(&tile[i][..width]) {
-                    *cv += t;
-                }
-            }
+            let tile = micro_kernel::<T, MR, NR, FMA>(kc, apanel, bpanel);
+            store_tile::<T, NR>(c, n, i0, j0, MR.min(rows - i0), width, &tile, overwrite);
         }
     }
 }
@@ -247,7 +430,11 @@ fn block<T: Float, const NR: usize, const FMA: bool>(args: &BlockArgs<'_, '_, T>
 /// The MR x NR tile of one A panel times one B panel over `kc` steps, accumulated in
 /// registers.
 #[inline(always)]
-fn micro_kernel<T: Float, const NR: usize, const FMA: bool>(kc: usize, ap: &[T], bp: &[T]) -> [[T; NR]; MR] {
+fn micro_kernel<T: Float, const MR: usize, const NR: usize, const FMA: bool>(
+    kc: usize,
+    ap: &[T],
+    bp: &[T],
+) -> [[T; NR]; MR] {
     let mut acc = [[T::ZERO; NR]; MR];
     for (av, bv) in ap.chunks_exact(MR).zip(bp.chunks_exact(NR)).take(kc) {
         for i in 0..MR {
@@ -262,6 +449,188 @@ fn micro_kernel<T: Float, const NR: usize, const FMA: bool>(kc: usize, ap: &[T],
         }
     }
     acc
+}
+
+/// The AVX-512 row block: like [`block`], with the intrinsics micro-kernels of [`avx512`], and
+/// A and/or B read in place when [`Gemm::run`] chose so. Only (f32, 8, 32) and (f64, 8, 16)
+/// are dispatched here.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const NR: usize>(
+    args: &BlockArgs<'_, '_, T, A>,
+    c: &mut [T],
+) {
+    assert!(MR == avx512::MR);
+    let BlockArgs {
+        a,
+        a_starts,
+        row0,
+        rows,
+        p0,
+        kc,
+        n,
+        bpack,
+        first_packed,
+        b_direct,
+        packed_offsets,
+        overwrite,
+    } = *args;
+    let is_f32 = std::mem::size_of::<T>() == 4;
+    assert!(NR == if is_f32 { 32 } else { 16 });
+    let apanels = rows.div_ceil(MR);
+    let mut scratch = Scratch::<T>::new(if a_starts.is_some() { 0 } else { apanels * MR * kc });
+    let apack = scratch.as_mut();
+    if a_starts.is_none() {
+        let mut buf = Scratch::<T>::new(kc.max(MR));
+        for (ip, panel) in apack.chunks_mut(MR * kc).enumerate() {
+            let i0 = ip * MR;
+            pack_a::<T, A, MR>(a, row0 + i0, MR.min(rows - i0), p0, kc, buf.as_mut(), panel);
+        }
+    }
+    let a_base = a.direct().unwrap_or_default();
+    let mut tile = [[T::ZERO; NR]; MR];
+    for jp in 0..n.div_ceil(NR) {
+        let j0 = jp * NR;
+        let width = NR.min(n - j0);
+        // B: in place (a full panel of a direct B) or a packed panel.
+        let (bptr, boffs) = match b_direct {
+            Some((base, starts)) if jp < first_packed => (base[j0..].as_ptr(), starts),
+            _ => (bpack[(jp - first_packed) * NR * kc..].as_ptr(), packed_offsets),
+        };
+        for ip in 0..apanels {
+            let i0 = ip * MR;
+            let height = MR.min(rows - i0);
+            let mut a_rows = [std::ptr::null::<T>(); avx512::MR];
+            let a_packed = match a_starts {
+                Some(starts) => {
+                    for (i, r) in a_rows.iter_mut().enumerate() {
+                        // Rows past the edge repeat the last row; their results are dropped.
+                        let s = starts[row0 + i0 + i.min(height - 1)];
+                        *r = a_base[s + p0..].as_ptr();
+                    }
+                    std::ptr::null()
+                }
+                None => apack[ip * MR * kc..].as_ptr(),
+            };
+            // SAFETY: T is f32 when 4 bytes wide and f64 otherwise (`Float` is sealed), and
+            // the tile is [[T; NR]; 8] with NR = 2 vectors (asserted above); every pointer
+            // reads kc rows of NR (B) or kc values (A) inside its slice: packed panels hold
+            // kc x NR (B) or kc x MR (A) values, direct rows were checked by
+            // `direct_starts` to hold their whole length, and only full B panels are direct.
+            unsafe {
+                let out = tile.as_mut_ptr().cast::<T>();
+                if is_f32 {
+                    avx512::tile_f32(
+                        kc,
+                        a_packed.cast(),
+                        &a_rows.map(|p| p.cast()),
+                        a_starts.is_some(),
+                        bptr.cast(),
+                        boffs.as_ptr(),
+                        out.cast(),
+                    );
+                } else {
+                    avx512::tile_f64(
+                        kc,
+                        a_packed.cast(),
+                        &a_rows.map(|p| p.cast()),
+                        a_starts.is_some(),
+                        bptr.cast(),
+                        boffs.as_ptr(),
+                        out.cast(),
+                    );
+                }
+            }
+            store_tile::<T, NR>(c, n, i0, j0, height, width, &tile, overwrite);
+        }
+    }
+}
+
+/// The AVX-512 micro-kernels, written with intrinsics (LLVM does not keep a 16-vector tile
+/// written as plain arrays in registers). 8 rows x 2 vectors of C = 16 independent
+/// accumulators, enough to cover the FMA latency on two FMA ports; + 2 vectors of B + 1
+/// broadcast of A = 19 of the 32 zmm registers. Each C element gets one fused multiply-add per
+/// k in k order, exactly as [`micro_kernel`] with FMA, so the bits equal the generic kernel's.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// Rows of the tile.
+    pub(super) const MR: usize = 8;
+
+    macro_rules! tile_fn {
+        ($name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident) => {
+            /// `out (8 x 2 vectors) = A (kc x 8) · B (kc x 2 vectors)`. A is a packed panel
+            /// (`a_packed[p * 8 + i]`) or, when `a_direct`, eight rows (`a_rows[i][p]`); B row p
+            /// is at `b + b_offs[p]`.
+            ///
+            /// # Safety
+            /// AVX-512F is available; every address named above is readable for p < kc; `out`
+            /// has room for 8 x 2 vectors.
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) unsafe fn $name(
+                kc: usize,
+                a_packed: *const $t,
+                a_rows: &[*const $t; MR],
+                a_direct: bool,
+                b: *const $t,
+                b_offs: *const usize,
+                out: *mut $t,
+            ) {
+                // SAFETY: the caller's contract.
+                unsafe {
+                    let mut c = [[$zero(); 2]; MR];
+                    if a_direct {
+                        for p in 0..kc {
+                            let bp = b.add(*b_offs.add(p));
+                            let (b0, b1) = ($load(bp), $load(bp.add($lanes)));
+                            for i in 0..MR {
+                                let av = $set1(*a_rows[i].add(p));
+                                c[i][0] = $fma(av, b0, c[i][0]);
+                                c[i][1] = $fma(av, b1, c[i][1]);
+                            }
+                        }
+                    } else {
+                        for p in 0..kc {
+                            let bp = b.add(*b_offs.add(p));
+                            let (b0, b1) = ($load(bp), $load(bp.add($lanes)));
+                            for i in 0..MR {
+                                let av = $set1(*a_packed.add(p * MR + i));
+                                c[i][0] = $fma(av, b0, c[i][0]);
+                                c[i][1] = $fma(av, b1, c[i][1]);
+                            }
+                        }
+                    }
+                    for (i, ci) in c.iter().enumerate() {
+                        $store(out.add(i * 2 * $lanes), ci[0]);
+                        $store(out.add(i * 2 * $lanes + $lanes), ci[1]);
+                    }
+                }
+            }
+        };
+    }
+
+    tile_fn!(
+        tile_f32,
+        f32,
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_storeu_ps
+    );
+    tile_fn!(
+        tile_f64,
+        f64,
+        8,
+        _mm512_setzero_pd,
+        _mm512_loadu_pd,
+        _mm512_set1_pd,
+        _mm512_fmadd_pd,
+        _mm512_storeu_pd
+    );
 }
 
 #[cfg(test)]
@@ -316,11 +685,11 @@ mod tests {
                     MatRef::new(&b, n)
                 };
                 let mut c = vec![1.0; m * n];
-                gemm(m, n, k, ar, br, &mut c, false);
+                gemm(m, n, k, &ar, &br, &mut c, false);
                 for (x, y) in c.iter().zip(&want) {
                     assert!((x - y).abs() < 1e-10 * (1.0 + y.abs()), "{m}x{n}x{k} {ta} {tb}");
                 }
-                gemm(m, n, k, ar, br, &mut c, true);
+                gemm(m, n, k, &ar, &br, &mut c, true);
                 for (x, y) in c.iter().zip(&want) {
                     assert!((x - 2.0 * y).abs() < 1e-9 * (1.0 + y.abs()));
                 }
@@ -331,7 +700,7 @@ mod tests {
                 b.iter().map(|&v| v as f32).collect(),
             );
             let mut c32 = vec![0.0f32; m * n];
-            gemm(m, n, k, MatRef::new(&a32, k), MatRef::new(&b32, n), &mut c32, false);
+            gemm(m, n, k, &MatRef::new(&a32, k), &MatRef::new(&b32, n), &mut c32, false);
             for (x, y) in c32.iter().zip(&want) {
                 assert!((*x as f64 - y).abs() < 1e-3 * (1.0 + y.abs()), "f32 {m}x{n}x{k}");
             }
@@ -339,7 +708,7 @@ mod tests {
     }
 
     #[test]
-    fn every_kernel_variant_agrees_with_the_portable_one() {
+    fn every_kernel_variant_agrees_with_the_naive_product() {
         let mut rng = crate::Rng::new(2);
         let (m, n, k) = (13, 37, 300);
         let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
@@ -351,25 +720,31 @@ mod tests {
             &a.iter().map(|&v| v as f64).collect::<Vec<_>>(),
             &b.iter().map(|&v| v as f64).collect::<Vec<_>>(),
         );
-        let mut bpack = vec![0.0f32; n.div_ceil(16) * 16 * k.min(KC)];
-        let mut c = vec![0.0f32; m * n];
-        for p0 in (0..k).step_by(KC) {
-            let kc = KC.min(k - p0);
-            pack_b::<f32, 16>(MatRef::new(&b, n), p0, kc, n, &mut bpack);
-            let bp = &bpack[..n.div_ceil(16) * 16 * kc];
-            let args = BlockArgs {
-                a: MatRef::new(&a, k),
-                row0: 0,
-                rows: m,
-                p0,
-                kc,
-                n,
-                bpack: bp,
-            };
-            block::<f32, 16, false>(&args, &mut c);
+        let mut isas = vec![Isa::Portable];
+        if isa() != Isa::Portable {
+            isas.push(isa());
         }
-        for (x, y) in c.iter().zip(&want) {
-            assert!((*x as f64 - y).abs() < 1e-3 * (1.0 + y.abs()));
+        if isa() == Isa::Avx512 {
+            isas.push(Isa::Avx2);
+        }
+        for which in isas {
+            let g = Gemm {
+                m,
+                n,
+                k,
+                a: &MatRef::new(&a, k),
+                b: &MatRef::new(&b, n),
+                accumulate: false,
+            };
+            let mut c = vec![f32::NAN; m * n];
+            match which {
+                Isa::Avx512 => g.run::<f32, 8, 32>(which, &mut c),
+                Isa::Avx2 => g.run::<f32, 6, 16>(which, &mut c),
+                Isa::Portable => g.run::<f32, 4, 16>(which, &mut c),
+            }
+            for (x, y) in c.iter().zip(&want) {
+                assert!((*x as f64 - y).abs() < 1e-3 * (1.0 + y.abs()), "{which:?}");
+            }
         }
     }
 }

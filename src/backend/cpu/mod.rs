@@ -8,6 +8,63 @@ pub(crate) mod gemm;
 
 use crate::dtype::Float;
 use rayon::prelude::*;
+use std::cell::RefCell;
+
+thread_local! {
+    /// Per-thread stack of scratch buffers (see [`with_scratch`]).
+    static SCRATCH: RefCell<Vec<Vec<u64>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A scratch slice of `len` elements borrowed from this thread's pool and given back on drop,
+/// so hot loops (GEMM packing, convolution columns) reuse memory instead of allocating and
+/// zeroing it on every call. The contents on creation are unspecified (whatever the last user
+/// left): callers write before they read. Nested borrows get distinct buffers. (A guard rather
+/// than a closure-taking function, so that code inside `#[target_feature]` functions keeps its
+/// features: a closure body is compiled without them.)
+pub(crate) struct Scratch<T: Float> {
+    buf: Vec<u64>,
+    len: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Float> Scratch<T> {
+    /// Borrows a buffer of at least `len` elements.
+    pub(crate) fn new(len: usize) -> Self {
+        const { assert!(std::mem::size_of::<T>() <= 8 && std::mem::align_of::<T>() <= 8) };
+        let mut buf = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+        let words = (len * std::mem::size_of::<T>()).div_ceil(8);
+        if buf.len() < words {
+            buf.resize(words, 0);
+        }
+        Scratch {
+            buf,
+            len,
+            _t: std::marker::PhantomData,
+        }
+    }
+
+    /// The `len` elements.
+    #[inline(always)]
+    pub(crate) fn as_mut(&mut self) -> &mut [T] {
+        // SAFETY: `Float` is sealed and implemented only for f32 and f64, for which every bit
+        // pattern is a valid value; the buffer holds at least `len * size_of::<T>()`
+        // initialised bytes, aligned to 8 >= align_of::<T>(), and is exclusively ours.
+        unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().cast::<T>(), self.len) }
+    }
+}
+
+impl<T: Float> Drop for Scratch<T> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        // During thread teardown the pool may be gone: then the buffer is simply freed.
+        let _ = SCRATCH.try_with(|s| s.borrow_mut().push(buf));
+    }
+}
+
+/// Runs `f` on a [`Scratch`] slice of `len` elements.
+pub(crate) fn with_scratch<T: Float, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    f(Scratch::new(len).as_mut())
+}
 
 /// Below this many elements (or multiply-adds) an op stays on the calling thread: handing
 /// work to the pool costs more than it saves.

@@ -50,7 +50,7 @@ pub(super) fn forward<T: Float>(d: MatmulDims, a: &[T], b: &[T]) -> Vec<T> {
     over_batch(d, d.m * d.n, |i, c| {
         let a = MatRef::new(&a[i * sa..(i + 1) * sa], d.k);
         let b = MatRef::new(&b[i * sb..(i + 1) * sb], d.n);
-        gemm(d.m, d.n, d.k, a, b, c, false);
+        gemm(d.m, d.n, d.k, &a, &b, c, false);
     })
 }
 
@@ -60,7 +60,7 @@ pub(super) fn grad_a<T: Float>(d: MatmulDims, g: &[T], b: &[T]) -> Vec<T> {
     over_batch(d, d.m * d.k, |i, c| {
         let g = MatRef::new(&g[i * sg..(i + 1) * sg], d.n);
         let bt = MatRef::new(&b[i * sb..(i + 1) * sb], d.n).t();
-        gemm(d.m, d.k, d.n, g, bt, c, false);
+        gemm(d.m, d.k, d.n, &g, &bt, c, false);
     })
 }
 
@@ -70,6 +70,6 @@ pub(super) fn grad_b<T: Float>(d: MatmulDims, a: &[T], g: &[T]) -> Vec<T> {
     over_batch(d, d.k * d.n, |i, c| {
         let at = MatRef::new(&a[i * sa..(i + 1) * sa], d.k).t();
         let g = MatRef::new(&g[i * sg..(i + 1) * sg], d.n);
-        gemm(d.k, d.n, d.m, at, g, c, false);
+        gemm(d.k, d.n, d.m, &at, &g, c, false);
     })
 }

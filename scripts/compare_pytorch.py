@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Runs the workloads of smallgrad's benches with PyTorch (and numpy for GEMM) on this machine,
+runs smallgrad's benches in the same session, and prints the tables side by side with ratios.
+
+Never run in CI. Setup (once):
+    python3 -m venv /work/venv && /work/venv/bin/pip install torch numpy
+Run from the repository root:
+    /work/venv/bin/python scripts/compare_pytorch.py            # everything
+    /work/venv/bin/python scripts/compare_pytorch.py --quick    # GEMM up to n = 512 only
+    /work/venv/bin/python scripts/compare_pytorch.py --only step  # gemm | conv | step
+
+Workloads (identical on both sides): GEMM n x n x n, f32 and f64, n = 128..2048, 1 and 2
+threads; conv2d forward/backward for each distinct ResNet-20 layer shape (28x28x1, batch 64);
+ResNet-20 for 28x28x1 (conv3x3 1->16 + BN + ReLU, three stages of three BasicBlocks with
+16/32/64 channels, stages 2 and 3 starting with stride 2 and a 1x1 conv + BN projection
+shortcut, global average pool, Linear 64->10), the seed's cosine loss (xent weight 0.1), SGD
+momentum 0.9, weight decay 5e-4, f32, random-normal inputs, 2 threads, median of 30 steps after
+5 warm-up steps; inference at batch 256 in eval mode under no_grad. Peak RSS is read from
+/proc/self/status (VmHWM, reset through /proc/self/clear_refs before each workload) in each
+process; PyTorch's includes its ~300 MB of libraries, so the step's own memory is also shown as
+peak minus the RSS just before the workload.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+# These two slow OpenBLAS down on this CPU (numpy's GEMM); unset before numpy is imported.
+for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+    os.environ.pop(var, None)
+
+THREADS = 2
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+CONV_LAYERS = [  # (name, cin, cout, kernel, stride, padding, side) as benches/conv.rs
+    ("stem 3x3 1->16 @28", 1, 16, 3, 1, 1, 28),
+    ("stage1 3x3 16->16 @28", 16, 16, 3, 1, 1, 28),
+    ("stage2 3x3 16->32 s2 @28", 16, 32, 3, 2, 1, 28),
+    ("stage2 1x1 16->32 s2 @28", 16, 32, 1, 2, 0, 28),
+    ("stage2 3x3 32->32 @14", 32, 32, 3, 1, 1, 14),
+    ("stage3 3x3 32->64 s2 @14", 32, 64, 3, 2, 1, 14),
+    ("stage3 1x1 32->64 s2 @14", 32, 64, 1, 2, 0, 14),
+    ("stage3 3x3 64->64 @7", 64, 64, 3, 1, 1, 7),
+]
+
+
+def median_secs(warmup, reps, f):
+    for _ in range(warmup):
+        f()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def status_mib(field):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def set_threads(n):
+    torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits  # optional
+
+        threadpool_limits(n)
+    except ImportError:
+        pass
+
+
+# ---------------------------------------------------------------- smallgrad side
+def run_smallgrad(bench, extra_env=None):
+    """Runs `cargo bench --bench <bench>`, returns its recorded {key: value}, prints its table."""
+    with tempfile.NamedTemporaryFile("r", suffix=".txt", delete=False) as out:
+        path = out.name
+    env = dict(os.environ, SMALLGRAD_BENCH_OUT=path, SMALLGRAD_BENCH_THREADS=str(THREADS))
+    env.update(extra_env or {})
+    proc = subprocess.run(["cargo", "bench", "--bench", bench], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"cargo bench --bench {bench} failed:\n{proc.stderr[-3000:]}")
+    vals = {}
+    with open(path) as fh:
+        for line in fh:
+            k, v = line.split()
+            vals[k] = float(v)
+    os.unlink(path)
+    return vals
+
+
+# ---------------------------------------------------------------- GEMM
+def gemm_numpy(n, dtype, threads):
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    reps = 30 if n <= 256 else (7 if n <= 1024 else 3)
+    if threadpool_limits is not None:
+        with threadpool_limits(threads):
+            s = median_secs(1, reps, lambda: a @ b)
+    else:
+        s = float("nan")
+    return 2 * n**3 / s / 1e9
+
+
+def gemm_torch(n, dtype, threads):
+    set_threads(threads)
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    reps = 30 if n <= 256 else (7 if n <= 1024 else 3)
+    s = median_secs(1, reps, lambda: a @ b)
+    set_threads(THREADS)
+    return 2 * n**3 / s / 1e9
+
+
+def compare_gemm(quick):
+    sizes = [128, 256, 512] if quick else [128, 256, 512, 1024, 2048]
+    ours = run_smallgrad("gemm", {"SMALLGRAD_BENCH_QUICK": "1"} if quick else None)
+    print(f"FMA peak (measured by benches/gemm.rs): 1 thread {ours['peak_f32_t1']:.1} GFLOP/s f32, "
+          f"2 threads {ours['peak_f32_t2']:.1} GFLOP/s f32")
+    print()
+    print("| dtype | n | threads | smallgrad GFLOP/s | numpy (OpenBLAS) | torch | smallgrad / numpy | smallgrad / torch |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, npd, td in (("f32", np.float32, torch.float32), ("f64", np.float64, torch.float64)):
+        for n in sizes:
+            for t in (1, 2):
+                g = ours[f"gemm_{name}_n{n}_t{t}"]
+                gn = gemm_numpy(n, npd, t)
+                gt = gemm_torch(n, td, t)
+                print(f"| {name} | {n} | {t} | {g:.1f} | {gn:.1f} | {gt:.1f} | {g / gn:.2f}x | {g / gt:.2f}x |")
+
+
+# ---------------------------------------------------------------- conv
+def compare_conv():
+    ours = run_smallgrad("conv")
+    set_threads(THREADS)
+    print("| layer | smallgrad fwd ms | torch fwd ms | ratio | smallgrad bwd ms | torch bwd ms | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for i, (name, c, o, k, s, p, hw) in enumerate(CONV_LAYERS):
+        x = torch.randn(64, c, hw, hw, requires_grad=True)
+        w = torch.randn(o, c, k, k, requires_grad=True)
+        with torch.no_grad():
+            fwd = median_secs(3, 30, lambda: F.conv2d(x, w, None, s, p))
+        g = torch.randn_like(F.conv2d(x, w, None, s, p))
+
+        def both():
+            x.grad = None
+            w.grad = None
+            F.conv2d(x, w, None, s, p).backward(g)
+
+        bwd = max(median_secs(3, 30, both) - fwd, 0.0)
+        of, ob = ours[f"conv{i}_fwd_ms"], ours[f"conv{i}_bwd_ms"]
+        print(f"| {name} | {of:.3f} | {fwd * 1e3:.3f} | {of / (fwd * 1e3):.2f}x "
+              f"| {ob:.3f} | {bwd * 1e3:.3f} | {ob / (bwd * 1e3):.2f}x |")
+
+
+# ---------------------------------------------------------------- ResNet-20 step
+class BasicBlock(nn.Module):
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = None
+        if stride != 1 or cin != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class ResNet20(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        layers, cin = [], 16
+        for planes, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for b in range(3):
+                blocks.append(BasicBlock(cin, planes, stride if b == 0 else 1))
+                cin = planes
+            layers.append(nn.Sequential(*blocks))
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.layers(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def cosine_loss(logits, targets, xent=0.1):
+    """The seed's module (docs: ../shared/seed-cosine-loss.md)."""
+    one_hot = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+    cos = F.cosine_similarity(logits, one_hot, dim=1).mean()
+    loss = 1 - cos
+    if xent > 0:
+        loss = loss + xent * F.cross_entropy(F.normalize(logits, dim=1), targets)
+    return loss
+
+
+def compare_step():
+    ours = run_smallgrad("resnet_step")
+    set_threads(THREADS)
+    torch.manual_seed(0)
+    model = ResNet20()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(64, 1, 28, 28)
+    targets = torch.tensor([(i * 7) % 10 for i in range(64)])
+    x_inf = torch.randn(256, 1, 28, 28)
+
+    def step():
+        opt.zero_grad()
+        cosine_loss(model(x), targets).backward()
+        opt.step()
+
+    before = status_mib("VmRSS")
+    reset_peak()
+    train = median_secs(5, 30, step)
+    train_peak = status_mib("VmHWM")
+    model.eval()
+    before_inf = status_mib("VmRSS")
+    reset_peak()
+    with torch.no_grad():
+        infer = median_secs(5, 30, lambda: model(x_inf))
+    infer_peak = status_mib("VmHWM")
+    tr, inf = ours["train_ms"], ours["infer_ms"]
+    print(f"torch {torch.__version__}, {THREADS} threads")
+    print("| workload | smallgrad ms | torch ms | smallgrad / torch | smallgrad images/s | torch images/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| training step, batch 64 | {tr:.1f} | {train * 1e3:.1f} | {tr / (train * 1e3):.2f}x "
+          f"| {64e3 / tr:.0f} | {64 / train:.0f} |")
+    print(f"| inference, batch 256 | {inf:.1f} | {infer * 1e3:.1f} | {inf / (infer * 1e3):.2f}x "
+          f"| {256e3 / inf:.0f} | {256 / infer:.0f} |")
+    print()
+    print("| peak RSS (MiB) | smallgrad | torch (whole process) | torch (minus RSS before the workload) |")
+    print("|---|---:|---:|---:|")
+    print(f"| training step | {ours['train_peak_rss_mib']:.0f} | {train_peak:.0f} | {train_peak - before:.0f} |")
+    print(f"| inference | {ours['infer_peak_rss_mib']:.0f} | {infer_peak:.0f} | {infer_peak - before_inf:.0f} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="GEMM up to n = 512 only")
+    ap.add_argument("--only", choices=["gemm", "conv", "step"], help="run one comparison")
+    args = ap.parse_args()
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print(f"# smallgrad vs PyTorch {torch.__version__} / numpy {np.__version__} on {cpu}, "
+          f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}")
+    for part, fn in (("gemm", lambda: compare_gemm(args.quick)), ("conv", compare_conv), ("step", compare_step)):
+        if args.only in (None, part):
+            print(f"\n## {part}\n")
+            fn()
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
