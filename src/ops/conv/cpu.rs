@@ -503,6 +503,7 @@ mod tests {
         (y, dx, dw)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn params(n: usize, c: usize, h: usize, w: usize, o: usize, k: usize, stride: usize, pad: usize) -> Conv2dParams {
         let oh = (h + 2 * pad - k) / stride + 1;
         let ow = (w + 2 * pad - k) / stride + 1;
