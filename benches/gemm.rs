@@ -2,7 +2,8 @@
 //!
 //! Prints the machine's measured FMA peak (an FMA-throughput loop per thread) and GFLOP/s of
 //! `matmul` on n x n matrices, f32 and f64, n = 128 ... 2048, 1 and 2 threads, with the percent
-//! of peak. `SMALLGRAD_BENCH_QUICK=1` stops at n = 512.
+//! of peak. `SMALLGRAD_BENCH_QUICK=1` stops at n = 512; `SMALLGRAD_BENCH_SIZES=1024,2048` picks
+//! the sizes.
 
 mod common;
 
@@ -27,7 +28,7 @@ fn fma_peak_one_thread(f64_lanes: bool) -> f64 {
     f64::NAN
 }
 
-const ITERS: usize = 20_000_000;
+const ITERS: usize = 10_000_000;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -99,10 +100,10 @@ fn gflops<T: Float>(n: usize, threads: usize) -> f64 {
 
 fn main() {
     let quick = std::env::var_os("SMALLGRAD_BENCH_QUICK").is_some();
-    let sizes: &[usize] = if quick {
-        &[128, 256, 512]
-    } else {
-        &[128, 256, 512, 1024, 2048]
+    let sizes: Vec<usize> = match std::env::var("SMALLGRAD_BENCH_SIZES") {
+        Ok(list) => list.split(',').filter_map(|v| v.trim().parse().ok()).collect(),
+        Err(_) if quick => vec![128, 256, 512],
+        Err(_) => vec![128, 256, 512, 1024, 2048],
     };
     println!("# GEMM ({}), n x n x n, median wall time", common::cpu_name());
     let peaks: Vec<(usize, f64, f64)> = [1, 2]
@@ -118,7 +119,7 @@ fn main() {
     println!("| dtype | n | threads | GFLOP/s | % of peak |");
     println!("|---|---:|---:|---:|---:|");
     for dtype in ["f32", "f64"] {
-        for &n in sizes {
+        for &n in &sizes {
             for &(t, p32, p64) in &peaks {
                 let g = if dtype == "f32" {
                     gflops::<f32>(n, t)

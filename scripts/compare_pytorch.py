@@ -3,7 +3,7 @@
 runs smallgrad's benches in the same session, and prints the tables side by side with ratios.
 
 Never run in CI. Setup (once):
-    python3 -m venv /work/venv && /work/venv/bin/pip install torch numpy
+    python3 -m venv /work/venv && /work/venv/bin/pip install torch numpy threadpoolctl
 Run from the repository root:
     /work/venv/bin/python scripts/compare_pytorch.py            # everything
     /work/venv/bin/python scripts/compare_pytorch.py --quick    # GEMM up to n = 512 only
@@ -140,8 +140,8 @@ def gemm_torch(n, dtype, threads):
 def compare_gemm(quick):
     sizes = [128, 256, 512] if quick else [128, 256, 512, 1024, 2048]
     ours = run_smallgrad("gemm", {"SMALLGRAD_BENCH_QUICK": "1"} if quick else None)
-    print(f"FMA peak (measured by benches/gemm.rs): 1 thread {ours['peak_f32_t1']:.1} GFLOP/s f32, "
-          f"2 threads {ours['peak_f32_t2']:.1} GFLOP/s f32")
+    print(f"FMA peak (measured by benches/gemm.rs): 1 thread {ours['peak_f32_t1']:.1f} GFLOP/s f32, "
+          f"2 threads {ours['peak_f32_t2']:.1f} GFLOP/s f32")
     print()
     print("| dtype | n | threads | smallgrad GFLOP/s | numpy (OpenBLAS) | torch | smallgrad / numpy | smallgrad / torch |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -129,6 +129,8 @@ fn pack_b<T: Float, B: Operand<T> + ?Sized, const NR: usize>(
 ) {
     let panel_len = NR * kc;
     let j_first = first_panel * NR;
+    // Only the panels that fit in dst (a caller packing in parallel hands out panel ranges).
+    let n = n.min(j_first + dst.len() / panel_len * NR);
     let mut scratch = Scratch::<T>::new(n.max(kc));
     let buf = scratch.as_mut();
     if !b.trans() {
@@ -284,7 +286,13 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let bpack = &mut bpack[..packed_panels * NR * kc];
-            if packed_panels > 0 {
+            let parallel = m > MC && m.saturating_mul(n).saturating_mul(kc) >= 4 * PAR_THRESHOLD;
+            if parallel && packed_panels >= 8 {
+                // Groups of 4 panels per task: packing is a large serial part otherwise.
+                bpack.par_chunks_mut(4 * NR * kc).enumerate().for_each(|(g, dst)| {
+                    pack_b::<T, B, NR>(self.b, p0, kc, n, first_packed + 4 * g, dst);
+                });
+            } else if packed_panels > 0 {
                 pack_b::<T, B, NR>(self.b, p0, kc, n, first_packed, bpack);
             }
             let bpack = &*bpack;
@@ -320,7 +328,7 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
                     _ => block::<T, A, MR, NR, false>(&args, cblk),
                 }
             };
-            if m > MC && m.saturating_mul(n).saturating_mul(kc) >= 4 * PAR_THRESHOLD {
+            if parallel {
                 c.par_chunks_mut(MC * n).enumerate().for_each(work);
             } else {
                 c.chunks_mut(MC * n).enumerate().for_each(work);
@@ -657,6 +665,8 @@ mod tests {
             (33, 65, 17),
             (64, 64, 600),
             (150, 20, 513),
+            // parallel row blocks with B packed in parallel panel groups, partial last panel
+            (200, 300, 260),
         ] {
             let a: Vec<f64> = (0..m * k).map(|_| rng.normal()).collect();
             let b: Vec<f64> = (0..k * n).map(|_| rng.normal()).collect();
