@@ -9,6 +9,7 @@ pub(crate) mod gemm;
 use crate::dtype::Float;
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 thread_local! {
     /// Per-thread stack of scratch buffers (see [`with_scratch`]).
@@ -73,41 +74,63 @@ pub(crate) const PAR_THRESHOLD: usize = 1 << 15;
 /// Fixed chunk size for elementwise parallel loops.
 pub(crate) const CHUNK: usize = 1 << 13;
 
-/// `out[i] = f(x[i])`, in parallel for large inputs.
-pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    let mut out = vec![T::ZERO; x.len()];
-    if x.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, x)| {
-            for (o, &x) in o.iter_mut().zip(x) {
-                *o = f(x);
-            }
-        });
+/// A new vector of `len` elements, each written exactly once by `fill(offset, chunk)` over
+/// fixed chunks of `chunk` elements (in parallel when `parallel`), without zero-filling it
+/// first: output buffers are written in one pass instead of two.
+fn new_filled<T: Float>(
+    len: usize,
+    chunk: usize,
+    parallel: bool,
+    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync + Send,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    if parallel {
+        spare
+            .par_chunks_mut(chunk.max(1))
+            .enumerate()
+            .for_each(|(i, o)| fill(i * chunk, o));
     } else {
-        for (o, &x) in out.iter_mut().zip(x) {
-            *o = f(x);
-        }
+        spare
+            .chunks_mut(chunk.max(1))
+            .enumerate()
+            .for_each(|(i, o)| fill(i * chunk, o));
     }
+    // SAFETY: the chunks cover 0..len and `fill` writes every element of its chunk (the
+    // callers below write each element once; a panic leaves the length at 0).
+    unsafe { out.set_len(len) };
     out
 }
 
-/// `out[i] = f(a[i], b[i])` for equal-length slices, in parallel for large inputs.
-pub(crate) fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
-    debug_assert_eq!(a.len(), b.len());
-    let mut out = vec![T::ZERO; a.len()];
-    if a.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(o, (a, b))| {
-                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                    *o = f(a, b);
-                }
-            });
-    } else {
-        for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-            *o = f(a, b);
+/// `out[i] = f(x[i])`, in parallel for large inputs.
+pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
+    new_filled(x.len(), CHUNK, x.len() >= PAR_THRESHOLD, |at, o| {
+        for (o, &x) in o.iter_mut().zip(&x[at..]) {
+            o.write(f(x));
         }
-    }
-    out
+    })
+}
+
+/// `out[i] = f(a[i], b[i])` for equal-length slices, in parallel for large inputs.
+pub(crate) fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
+    debug_assert_eq!(a.len(), b.len());
+    new_filled(a.len(), CHUNK, a.len() >= PAR_THRESHOLD, |at, o| {
+        for ((o, &a), &b) in o.iter_mut().zip(&a[at..]).zip(&b[at..]) {
+            o.write(f(a, b));
+        }
+    })
+}
+
+/// A new vector of `rows` rows of `row_len`, row i written by `f(i, row)` (each element
+/// exactly once), in parallel when the total work `rows * work_per_row` is large.
+pub(crate) fn new_rows<T: Float>(
+    rows: usize,
+    row_len: usize,
+    work_per_row: usize,
+    f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync + Send,
+) -> Vec<T> {
+    let parallel = rows > 1 && rows.saturating_mul(work_per_row) >= PAR_THRESHOLD;
+    new_filled(rows * row_len, row_len, parallel, |at, o| f(at / row_len.max(1), o))
 }
 
 /// Runs `f(row_index, row)` over the `rows` equal rows of `out` (length `rows * row_len`), in

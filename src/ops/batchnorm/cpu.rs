@@ -5,7 +5,7 @@
 //! each with the 8-accumulator order of `backend::cpu::sum`), so results do not depend on the
 //! thread count. Elementwise passes run over the N rows of `C*S` values.
 
-use crate::backend::cpu::{PAR_THRESHOLD, for_each_row, sum};
+use crate::backend::cpu::{PAR_THRESHOLD, new_rows, sum};
 use crate::dtype::Float;
 use rayon::prelude::*;
 
@@ -82,19 +82,17 @@ pub(super) fn channel_stats<T: Float>(d: BnDims, x: &[T]) -> Vec<(T, T)> {
 /// `y = (x - mean[c]) * scale[c] + shift[c]`, with `scale = invstd * weight` and
 /// `shift = bias` per channel.
 pub(super) fn normalize<T: Float>(d: BnDims, x: &[T], mean: &[T], scale: &[T], shift: &[T]) -> Vec<T> {
-    let mut out = vec![T::ZERO; d.numel()];
     let row = d.c * d.s;
-    for_each_row(&mut out, row, row, |i, orow| {
+    new_rows(d.n, row, row, |i, orow| {
         let xrow = &x[i * row..(i + 1) * row];
         for c in 0..d.c {
             let (mu, k, b) = (mean[c], scale[c], shift[c]);
             let range = c * d.s..(c + 1) * d.s;
             for (o, &v) in orow[range.clone()].iter_mut().zip(&xrow[range]) {
-                *o = (v - mu) * k + b;
+                o.write((v - mu) * k + b);
             }
         }
-    });
-    out
+    })
 }
 
 /// Per channel: `(sum dy, sum dy * xhat)` with `xhat = (x - mean) * invstd`.
@@ -123,9 +121,8 @@ pub(super) fn grad_input<T: Float>(
     k: &[T],
     coefs: Option<&[(T, T)]>,
 ) -> Vec<T> {
-    let mut out = vec![T::ZERO; d.numel()];
     let row = d.c * d.s;
-    for_each_row(&mut out, row, row, |i, orow| {
+    new_rows(d.n, row, row, |i, orow| {
         let (xrow, grow) = (&x[i * row..(i + 1) * row], &g[i * row..(i + 1) * row]);
         for c in 0..d.c {
             let range = c * d.s..(c + 1) * d.s;
@@ -135,16 +132,15 @@ pub(super) fn grad_input<T: Float>(
                 Some(ab) => {
                     let (a, b, mu, r) = (ab[c].0, ab[c].1, mean[c], invstd[c]);
                     for ((o, &xv), &gv) in o.iter_mut().zip(xs).zip(gs) {
-                        *o = kc * (gv - a - (xv - mu) * r * b);
+                        o.write(kc * (gv - a - (xv - mu) * r * b));
                     }
                 }
                 None => {
                     for (o, &gv) in o.iter_mut().zip(gs) {
-                        *o = kc * gv;
+                        o.write(kc * gv);
                     }
                 }
             }
         }
-    });
-    out
+    })
 }

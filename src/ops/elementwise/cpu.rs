@@ -7,16 +7,6 @@ use crate::shape::{broadcast_strides, numel, strides};
 use crate::{Result, Tensor};
 use rayon::prelude::*;
 
-#[inline(always)]
-fn apply<T: Float>(op: BinaryOp, a: T, b: T) -> T {
-    match op {
-        BinaryOp::Add => a + b,
-        BinaryOp::Sub => a - b,
-        BinaryOp::Mul => a * b,
-        BinaryOp::Div => a / b,
-    }
-}
-
 /// Fills `out` (shape `out_shape`) with `f(a, b)` where `a`, `b` are read through broadcast
 /// strides. Fast paths for equal shapes and for a scalar operand; otherwise rows of the last
 /// axis are processed with their own (possibly zero) strides.
@@ -80,7 +70,13 @@ pub(super) fn binary<T: Float>(
     b_shape: &[usize],
     out_shape: &[usize],
 ) -> Vec<T> {
-    broadcast_zip(a, a_shape, b, b_shape, out_shape, move |x, y| apply(op, x, y))
+    // One closure per op (not a match inside the loop), so each loop vectorises.
+    match op {
+        BinaryOp::Add => broadcast_zip(a, a_shape, b, b_shape, out_shape, |x, y| x + y),
+        BinaryOp::Sub => broadcast_zip(a, a_shape, b, b_shape, out_shape, |x, y| x - y),
+        BinaryOp::Mul => broadcast_zip(a, a_shape, b, b_shape, out_shape, |x, y| x * y),
+        BinaryOp::Div => broadcast_zip(a, a_shape, b, b_shape, out_shape, |x, y| x / y),
+    }
 }
 
 /// -g * a / b^2 over g's (broadcast) shape, for the divisor's gradient of `a / b`.
