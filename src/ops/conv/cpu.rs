@@ -1,10 +1,12 @@
 //! CPU kernels of conv2d: im2col / col2im and the three GEMMs of forward and backward.
 //!
 //! Images are processed in fixed chunks of [`CHUNK`] images. Chunks run in parallel; inside a
-//! chunk, images run in order. The forward pass and the weight gradient never store a column
-//! matrix: the GEMM packs it block by block straight from the image ([`Im2col`]); the input
-//! gradient's column matrix lives in a reused per-thread scratch buffer (bounded: one image's
-//! column matrix per thread, never the whole batch's). The weight gradient is summed
+//! chunk, images run in order. The forward pass and the weight gradient never build a column
+//! matrix: the GEMM reads it in place from the padded image's phase planes ([`Shifted`]); so
+//! does the input gradient of a stride-1 conv (a conv of dY with the flipped kernel). Only a
+//! strided conv's input gradient has a column matrix, in a reused per-thread scratch buffer
+//! (bounded: one image's column matrix per thread, never the whole batch's), turned into dX by
+//! col2im. The weight gradient is summed
 //! per chunk and the chunk partials are added in chunk order, so the bits do not depend on the
 //! number of threads.
 
@@ -69,64 +71,7 @@ impl Conv2dParams {
     }
 }
 
-/// The column matrix `[c*r*s, oh*ow]` of one image `[c, h, w]`, never stored in full: entry
-/// (row (ci, ki, kj), col (oy, ox)) is x[ci, oy*sh + ki - ph, ox*sw + kj - pw], 0 in the
-/// padding. The GEMM packs it (or, with `trans`, its transpose) straight from the image.
-pub(crate) struct Im2col<'a, T> {
-    pub x: &'a [T],
-    pub p: &'a Conv2dParams,
-    pub trans: bool,
-}
-
-impl<T: Float> Im2col<'_, T> {
-    /// Writes entries `c0..c0 + out.len()` of column-matrix row `r` into `out`.
-    fn fill_row(&self, r: usize, c0: usize, out: &mut [T]) {
-        let p = self.p;
-        let (ci, ki, kj) = (r / (p.r * p.s), r / p.s % p.r, r % p.s);
-        let (lo, hi) = p.valid_x(kj);
-        let mut done = 0;
-        while done < out.len() {
-            let pos = c0 + done;
-            let (oy, ox0) = (pos / p.ow, pos % p.ow);
-            let ox1 = p.ow.min(ox0 + out.len() - done);
-            let seg = &mut out[done..done + (ox1 - ox0)];
-            done += ox1 - ox0;
-            let Some(iy) = p.in_y(oy, ki) else {
-                seg.fill(T::ZERO);
-                continue;
-            };
-            // Output columns [a, b) of this segment read inside the image.
-            let a = lo.clamp(ox0, ox1);
-            let b = hi.clamp(a, ox1);
-            seg[..a - ox0].fill(T::ZERO);
-            seg[b - ox0..].fill(T::ZERO);
-            if a == b {
-                continue;
-            }
-            let src = &self.x[(ci * p.h + iy) * p.w + a * p.stride_w + kj - p.pad_w..];
-            let dst = &mut seg[a - ox0..b - ox0];
-            if p.stride_w == 1 {
-                dst.copy_from_slice(&src[..dst.len()]);
-            } else {
-                for (d, s) in dst.iter_mut().zip(src.iter().step_by(p.stride_w)) {
-                    *d = *s;
-                }
-            }
-        }
-    }
-}
-
-impl<T: Float> Operand<T> for Im2col<'_, T> {
-    fn trans(&self) -> bool {
-        self.trans
-    }
-    fn row<'s>(&'s self, r: usize, c0: usize, len: usize, buf: &'s mut [T]) -> &'s [T] {
-        self.fill_row(r, c0, &mut buf[..len]);
-        &buf[..len]
-    }
-}
-
-/// The adjoint of [`Im2col`]: adds each column-matrix entry back into the image position it
+/// The adjoint of the column matrix (`col(X)`, see [`Shifted`]): adds each column-matrix entry back into the image position it
 /// was read from (padding entries are dropped). `dx` is one image `[c, h, w]`, accumulated.
 fn col2im<T: Float>(col: &[T], p: &Conv2dParams, dx: &mut [T]) {
     let np = p.p();
@@ -152,23 +97,29 @@ fn col2im<T: Float>(col: &[T], p: &Conv2dParams, dx: &mut [T]) {
     }
 }
 
-/// The column matrix of a stride-1 convolution, read in place from a zero-padded image.
+/// The column matrix of a convolution, read in place from a zero-padded image.
 ///
-/// With stride 1, compute the output on a *wide grid*: output row oy, columns 0..Wp (the
+/// Stride 1 first. Compute the output on a *wide grid*: output row oy, columns 0..Wp (the
 /// padded width) instead of 0..OW, position q = oy * Wp + ox. Then column-matrix row
 /// (ci, ki, kj) at position q is Xp[ci, oy + ki, ox + kj], which is the padded plane of channel
 /// ci read from offset ki * Wp + kj: each row of the column matrix is a contiguous slice of
 /// the padded image, so nothing is gathered. The Wp - OW extra columns per output row are
 /// computed and thrown away (7% of the work at 28x28 with a 3x3 kernel); in the weight
 /// gradient they are multiplied by zeros.
+///
+/// Stride (sh, sw): split the padded image into sh x sw *phase planes*,
+/// P[a, b][y, x] = Xp[y sh + a, x sw + b], each Hq x Wq = ceil(Hp / sh) x ceil(Wp / sw). Then
+/// Xp[oy sh + ki, ox sw + kj] = P[ki % sh, kj % sw][oy + ki / sh, ox + kj / sw]: again a plane
+/// read from a fixed offset, so the same wide grid (width Wq) works for every stride. Only the
+/// phases a < r, b < s are read (a 1x1 stride-2 conv needs one plane of four).
 struct Shifted<'a, T> {
     xp: &'a [T],
     g: &'a ShiftGeom,
     trans: bool,
 }
 
-/// Sizes of a stride-1 convolution on the wide grid: input `[c, h, w]` padded by (ph, pw),
-/// kernel r x s, `o` output channels.
+/// Sizes of a convolution on the wide grid: input `[c, h, w]` padded by (ph, pw), kernel
+/// r x s, stride (sh, sw), `o` output channels.
 #[derive(Clone, Copy)]
 struct ShiftGeom {
     c: usize,
@@ -178,6 +129,8 @@ struct ShiftGeom {
     pw: usize,
     r: usize,
     s: usize,
+    sh: usize,
+    sw: usize,
     o: usize,
 }
 
@@ -188,40 +141,81 @@ impl ShiftGeom {
     fn wp(&self) -> usize {
         self.w + 2 * self.pw
     }
+    /// Rows of a phase plane.
+    fn hq(&self) -> usize {
+        self.hp().div_ceil(self.sh)
+    }
+    /// Columns of a phase plane: the wide grid's row length.
+    fn wq(&self) -> usize {
+        self.wp().div_ceil(self.sw)
+    }
     fn oh(&self) -> usize {
-        self.hp() + 1 - self.r
+        (self.hp() - self.r) / self.sh + 1
     }
     fn ow(&self) -> usize {
-        self.wp() + 1 - self.s
+        (self.wp() - self.s) / self.sw + 1
     }
-    /// Wide-grid positions: OH rows of Wp.
+    /// Wide-grid positions: OH rows of Wq.
     fn nq(&self) -> usize {
-        self.oh() * self.wp()
+        self.oh() * self.wq()
     }
     fn k(&self) -> usize {
         self.c * self.r * self.s
     }
-    /// Length of the padded image buffer: the planes plus s - 1 zeros that the last wide
-    /// columns of the last channel read past its plane.
+    /// Length of the phase-plane buffer: the planes plus s zeros that the last wide columns of
+    /// the last plane read past its end.
     fn padded_len(&self) -> usize {
-        self.c * self.hp() * self.wp() + self.s
+        let (pa, pb) = self.phases();
+        self.c * pa * pb * self.hq() * self.wq() + self.s
     }
-    /// Writes the zero-padded image of `x` (`[c, h, w]`) into `xp`.
+    /// Writes the phase planes of the zero-padded image of `x` (`[c, h, w]`) into `xp`.
     fn pad<T: Float>(&self, x: &[T], xp: &mut [T]) {
-        let (hp, wp) = (self.hp(), self.wp());
-        for (ci, plane) in xp[..self.c * hp * wp].chunks_exact_mut(hp * wp).enumerate() {
-            // Zero only the border: the top and bottom padding rows, then per image row its
-            // left and right padding around the copied values.
-            plane[..self.ph * wp].fill(T::ZERO);
-            plane[(self.ph + self.h) * wp..].fill(T::ZERO);
-            for y in 0..self.h {
-                let row = &mut plane[(y + self.ph) * wp..][..wp];
-                row[..self.pw].fill(T::ZERO);
-                row[self.pw + self.w..].fill(T::ZERO);
-                row[self.pw..self.pw + self.w].copy_from_slice(&x[(ci * self.h + y) * self.w..][..self.w]);
+        let (hq, wq) = (self.hq(), self.wq());
+        let (pa, pb) = self.phases();
+        let body = self.c * pa * pb * hq * wq;
+        xp[body..].fill(T::ZERO);
+        if self.sh == 1 && self.sw == 1 {
+            // One plane per channel: zero only the border, copy the rows.
+            let (ph, pw, h, w) = (self.ph, self.pw, self.h, self.w);
+            for (ci, plane) in xp[..body].chunks_exact_mut(hq * wq).enumerate() {
+                plane[..ph * wq].fill(T::ZERO);
+                plane[(ph + h) * wq..].fill(T::ZERO);
+                for y in 0..h {
+                    let row = &mut plane[(y + ph) * wq..][..wq];
+                    row[..pw].fill(T::ZERO);
+                    row[pw + w..].fill(T::ZERO);
+                    row[pw..pw + w].copy_from_slice(&x[(ci * h + y) * w..][..w]);
+                }
+            }
+            return;
+        }
+        let (pa, pb) = self.phases();
+        for (pi, plane) in xp[..body].chunks_exact_mut(hq * wq).enumerate() {
+            let (ci, a, b) = (pi / (pa * pb), pi / pb % pa, pi % pb);
+            // Plane columns xq with xq * sw + b - pw inside the image: [lo, hi).
+            let lo = self.pw.saturating_sub(b).div_ceil(self.sw).min(wq);
+            let hi = (self.pw + self.w).saturating_sub(b).div_ceil(self.sw).clamp(lo, wq);
+            for (y, row) in plane.chunks_exact_mut(wq).enumerate() {
+                // Padded row y * sh + a is image row y * sh + a - ph, if inside.
+                let Some(iy) = (y * self.sh + a).checked_sub(self.ph).filter(|&iy| iy < self.h) else {
+                    row.fill(T::ZERO);
+                    continue;
+                };
+                row[..lo].fill(T::ZERO);
+                row[hi..].fill(T::ZERO);
+                if lo < hi {
+                    let src = &x[(ci * self.h + iy) * self.w + lo * self.sw + b - self.pw..];
+                    for (v, &xv) in row[lo..hi].iter_mut().zip(src.iter().step_by(self.sw)) {
+                        *v = xv;
+                    }
+                }
             }
         }
-        xp[self.c * hp * wp..].fill(T::ZERO);
+    }
+
+    /// Phase planes per channel along each axis: only phases a < r (b < s) are ever read.
+    fn phases(&self) -> (usize, usize) {
+        (self.sh.min(self.r), self.sw.min(self.s))
     }
 }
 
@@ -238,13 +232,15 @@ impl<T: Float> Operand<T> for Shifted<'_, T> {
     fn row_start(&self, r: usize) -> usize {
         let g = self.g;
         let (ci, ki, kj) = (r / (g.r * g.s), r / g.s % g.r, r % g.s);
-        ci * g.hp() * g.wp() + ki * g.wp() + kj
+        let (pa, pb) = g.phases();
+        let plane = (ci * pa + ki % g.sh) * pb + kj % g.sw;
+        plane * g.hq() * g.wq() + (ki / g.sh) * g.wq() + kj / g.sw
     }
 }
 
-/// One image of a stride-1 convolution: `y [o, oh, ow] = W [o, c*r*s] ⋆ x [c, h, w]`.
+/// One image of a convolution: `y [o, oh, ow] = W [o, c*r*s] ⋆ x [c, h, w]`.
 fn shift_forward<T: Float>(g: &ShiftGeom, x: &[T], wt: &[T], y: &mut [T]) {
-    let (nq, wp, oh, ow) = (g.nq(), g.wp(), g.oh(), g.ow());
+    let (nq, wq, oh, ow) = (g.nq(), g.wq(), g.oh(), g.ow());
     let mut xp = Scratch::<T>::new(g.padded_len());
     g.pad(x, xp.as_mut());
     let mut wide = Scratch::<T>::new(g.o * nq);
@@ -256,24 +252,24 @@ fn shift_forward<T: Float>(g: &ShiftGeom, x: &[T], wt: &[T], y: &mut [T]) {
     };
     gemm(g.o, nq, g.k(), &MatRef::new(wt, g.k()), &b, wide, false);
     for (yo, wo) in y.chunks_exact_mut(oh * ow).zip(wide.chunks_exact(nq)) {
-        for (yr, wr) in yo.chunks_exact_mut(ow).zip(wo.chunks_exact(wp)) {
+        for (yr, wr) in yo.chunks_exact_mut(ow).zip(wo.chunks_exact(wq)) {
             yr.copy_from_slice(&wr[..ow]);
         }
     }
 }
 
-/// One image's weight gradient of a stride-1 convolution, transposed: `dwt [c*r*s, o] +=
+/// One image's weight gradient of a convolution, transposed: `dwt [c*r*s, o] +=
 /// col(X) · dYᵀ`, on the wide grid with zeros in dY's extra columns. In this orientation the
 /// column matrix is the *left* operand, which the AVX-512 kernel reads in place from the padded
 /// image (no packing of the large operand); only dY (o x nq) is packed.
 fn shift_weight_grad_t<T: Float>(g: &ShiftGeom, x: &[T], dy: &[T], dwt: &mut [T]) {
-    let (nq, wp, oh, ow) = (g.nq(), g.wp(), g.oh(), g.ow());
+    let (nq, wq, oh, ow) = (g.nq(), g.wq(), g.oh(), g.ow());
     let mut xp = Scratch::<T>::new(g.padded_len());
     g.pad(x, xp.as_mut());
     let mut wide = Scratch::<T>::new(g.o * nq);
     let wide = wide.as_mut();
     for (wo, yo) in wide.chunks_exact_mut(nq).zip(dy.chunks_exact(oh * ow)) {
-        for (wr, yr) in wo.chunks_exact_mut(wp).zip(yo.chunks_exact(ow)) {
+        for (wr, yr) in wo.chunks_exact_mut(wq).zip(yo.chunks_exact(ow)) {
             wr[..ow].copy_from_slice(yr);
             wr[ow..].fill(T::ZERO);
         }
@@ -306,9 +302,10 @@ fn flipped_weight<T: Float>(wt: &[T], p: &Conv2dParams) -> Vec<T> {
 }
 
 impl Conv2dParams {
-    /// Stride 1 (and not pointwise): the wide-grid path.
+    /// Every conv but the pointwise one (whose image already is its column matrix) takes the
+    /// wide-grid path.
     fn is_shift(&self) -> bool {
-        self.stride_h == 1 && self.stride_w == 1 && !self.is_pointwise()
+        !self.is_pointwise()
     }
     /// The forward conv on the wide grid.
     fn shift_geom(&self) -> ShiftGeom {
@@ -320,13 +317,16 @@ impl Conv2dParams {
             pw: self.pad_w,
             r: self.r,
             s: self.s,
+            sh: self.stride_h,
+            sw: self.stride_w,
             o: self.o,
         }
     }
-    /// The input-gradient conv (dY ⋆ flipped W) on the wide grid, when its padding
-    /// (r - 1 - ph) is not negative.
+    /// The input-gradient conv (dY ⋆ flipped W) on the wide grid: stride 1, and its padding
+    /// (r - 1 - ph) not negative. (Strided convs go through col2im.)
     fn shift_geom_dx(&self) -> Option<ShiftGeom> {
-        (self.is_shift() && self.pad_h < self.r && self.pad_w < self.s).then(|| ShiftGeom {
+        let stride1 = self.stride_h == 1 && self.stride_w == 1;
+        (stride1 && self.is_shift() && self.pad_h < self.r && self.pad_w < self.s).then(|| ShiftGeom {
             c: self.o,
             h: self.oh,
             w: self.ow,
@@ -334,6 +334,8 @@ impl Conv2dParams {
             pw: self.s - 1 - self.pad_w,
             r: self.r,
             s: self.s,
+            sh: 1,
+            sw: 1,
             o: self.c,
         })
     }
@@ -350,10 +352,8 @@ pub(crate) fn forward<T: Float>(x: &[T], wt: &[T], bias: Option<&[T]>, p: &Conv2
             let w = MatRef::new(wt, k);
             if p.is_pointwise() {
                 gemm(p.o, np, k, &w, &MatRef::new(xi, np), y, false);
-            } else if p.is_shift() {
-                shift_forward(&p.shift_geom(), xi, wt, y);
             } else {
-                gemm(p.o, np, k, &w, &Im2col { x: xi, p, trans: false }, y, false);
+                shift_forward(&p.shift_geom(), xi, wt, y);
             }
             if let Some(b) = bias {
                 for (row, &bv) in y.chunks_mut(np).zip(b) {
@@ -411,10 +411,8 @@ pub(crate) fn backward<T: Float>(
                 // dW += dY[n] (o x np) · col(X[n])ᵀ (np x k)
                 if p.is_pointwise() {
                     gemm(p.o, k, np, &dyi, &MatRef::new(xi, np).t(), &mut dw, true);
-                } else if p.is_shift() {
-                    shift_weight_grad_t(&p.shift_geom(), xi, dyi.data, &mut dwt);
                 } else {
-                    gemm(p.o, k, np, &dyi, &Im2col { x: xi, p, trans: true }, &mut dw, true);
+                    shift_weight_grad_t(&p.shift_geom(), xi, dyi.data, &mut dwt);
                 }
             }
             if let Some(dxc) = dx_chunk.as_deref_mut() {
