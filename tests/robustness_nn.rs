@@ -18,6 +18,14 @@ fn conv2d_errors() {
     let x = t(&[1, 3, 5, 5]);
     assert!(x.conv2d(&t(&[2, 4, 3, 3]), None, 1, 0).is_err(), "channel mismatch");
     assert!(x.conv2d(&t(&[2, 3, 3, 3]), None, 0, 0).is_err(), "stride 0");
+    // Absurd padding: buffers beyond the address space, or beyond any machine's memory.
+    for pad in [1usize << 31, 1 << 40, usize::MAX / 4] {
+        assert!(x.conv2d(&t(&[2, 3, 3, 3]), None, 1, pad).is_err(), "padding {pad}");
+        assert!(
+            x.conv2d(&t(&[2, 3, 3, 3]), None, 2, (0, pad)).is_err(),
+            "padding (0, {pad})"
+        );
+    }
     assert!(
         x.conv2d(&t(&[2, 3, 3, 3]), None, (1, 0), 0).is_err(),
         "stride 0 on one axis"

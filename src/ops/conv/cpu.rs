@@ -302,6 +302,38 @@ fn flipped_weight<T: Float>(wt: &[T], p: &Conv2dParams) -> Vec<T> {
 }
 
 impl Conv2dParams {
+    /// `Err` (never an abort) when the output or the per-image scratch buffers of this conv
+    /// overflow `usize` or cannot be allocated: a huge padding makes a huge padded image.
+    pub(crate) fn check_memory<T: Float>(&self) -> crate::Result<()> {
+        let too_big = || crate::Error::OutOfMemory {
+            msg: format!(
+                "conv2d: input [{}, {}, {}, {}] with kernel {}x{} and padding ({}, {}) needs buffers larger than the address space",
+                self.n, self.c, self.h, self.w, self.r, self.s, self.pad_h, self.pad_w
+            ),
+        };
+        let mul = |a: usize, b: usize| a.checked_mul(b);
+        let geoms = [Some(self.shift_geom()), self.shift_geom_dx()];
+        let mut need = mul(mul(self.n, self.o).ok_or_else(too_big)?, self.oh * self.ow).ok_or_else(too_big)?;
+        for g in geoms.into_iter().flatten() {
+            let hp =
+                g.h.checked_add(g.ph.checked_mul(2).ok_or_else(too_big)?)
+                    .ok_or_else(too_big)?;
+            let wp =
+                g.w.checked_add(g.pw.checked_mul(2).ok_or_else(too_big)?)
+                    .ok_or_else(too_big)?;
+            let (pa, pb) = g.phases();
+            let planes = mul(mul(g.c, pa * pb).ok_or_else(too_big)?, hp.div_ceil(g.sh)).ok_or_else(too_big)?;
+            let padded = mul(planes, wp.div_ceil(g.sw)).ok_or_else(too_big)?;
+            let wide = mul(mul(g.o, g.oh()).ok_or_else(too_big)?, wp.div_ceil(g.sw)).ok_or_else(too_big)?;
+            need = need.max(padded.checked_add(g.s).ok_or_else(too_big)?).max(wide);
+        }
+        need = need.max(mul(self.k(), self.p()).ok_or_else(too_big)?);
+        let mut probe: Vec<T> = Vec::new();
+        probe.try_reserve_exact(need).map_err(|_| crate::Error::OutOfMemory {
+            msg: format!("conv2d: cannot allocate a buffer of {need} elements of {}", T::DTYPE),
+        })
+    }
+
     /// Every conv but the pointwise one (whose image already is its column matrix) takes the
     /// wide-grid path.
     fn is_shift(&self) -> bool {

@@ -151,6 +151,7 @@ impl<T: Float> Tensor<T> {
             oh,
             ow,
         };
+        p.check_memory::<T>()?;
         let data = {
             let bias_data = bias.map(|b| b.cpu()).transpose()?;
             cpu::forward(&self.cpu()?, &weight.cpu()?, bias_data.as_deref(), &p)
