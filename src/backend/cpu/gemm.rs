@@ -217,6 +217,10 @@ pub(crate) fn gemm<T: Float, A: Operand<T> + ?Sized, B: Operand<T> + ?Sized>(
         accumulate,
     };
     match (isa(), f32) {
+        // A narrow product (n within one vector: a conv weight gradient with 16 output
+        // channels) gets a 16 x 1-vector tile instead of wasting half of an 8 x 2-vector one.
+        (Isa::Avx512, true) if n <= 16 => g.run::<T, 16, 16>(Isa::Avx512, c),
+        (Isa::Avx512, false) if n <= 8 => g.run::<T, 16, 8>(Isa::Avx512, c),
         (Isa::Avx512, true) => g.run::<T, 8, 32>(Isa::Avx512, c),
         (Isa::Avx512, false) => g.run::<T, 8, 16>(Isa::Avx512, c),
         (Isa::Avx2, true) => g.run::<T, 6, 16>(Isa::Avx2, c),
@@ -460,15 +464,14 @@ fn micro_kernel<T: Float, const MR: usize, const NR: usize, const FMA: bool>(
 }
 
 /// The AVX-512 row block: like [`block`], with the intrinsics micro-kernels of [`avx512`], and
-/// A and/or B read in place when [`Gemm::run`] chose so. Only (f32, 8, 32) and (f64, 8, 16)
-/// are dispatched here.
+/// A and/or B read in place when [`Gemm::run`] chose so. Only the tiles of `gemm`'s AVX-512
+/// arms (8 x 2 vectors, 16 x 1 vector) are dispatched here.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const NR: usize>(
     args: &BlockArgs<'_, '_, T, A>,
     c: &mut [T],
 ) {
-    assert!(MR == avx512::MR);
     let BlockArgs {
         a,
         a_starts,
@@ -484,7 +487,8 @@ unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const 
         overwrite,
     } = *args;
     let is_f32 = std::mem::size_of::<T>() == 4;
-    assert!(NR == if is_f32 { 32 } else { 16 });
+    let lanes = if is_f32 { 16 } else { 8 };
+    assert!(NR == lanes || NR == 2 * lanes);
     let apanels = rows.div_ceil(MR);
     let mut scratch = Scratch::<T>::new(if a_starts.is_some() { 0 } else { apanels * MR * kc });
     let apack = scratch.as_mut();
@@ -508,7 +512,7 @@ unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const 
         for ip in 0..apanels {
             let i0 = ip * MR;
             let height = MR.min(rows - i0);
-            let mut a_rows = [std::ptr::null::<T>(); avx512::MR];
+            let mut a_rows = [std::ptr::null::<T>(); MR];
             let a_packed = match a_starts {
                 Some(starts) => {
                     for (i, r) in a_rows.iter_mut().enumerate() {
@@ -521,32 +525,26 @@ unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const 
                 None => apack[ip * MR * kc..].as_ptr(),
             };
             // SAFETY: T is f32 when 4 bytes wide and f64 otherwise (`Float` is sealed), and
-            // the tile is [[T; NR]; 8] with NR = 2 vectors (asserted above); every pointer
+            // the tile is [[T; NR]; MR] with NR = 1 or 2 vectors (asserted above); every pointer
             // reads kc rows of NR (B) or kc values (A) inside its slice: packed panels hold
             // kc x NR (B) or kc x MR (A) values, direct rows were checked by
             // `direct_starts` to hold their whole length, and only full B panels are direct.
             unsafe {
                 let out = tile.as_mut_ptr().cast::<T>();
-                if is_f32 {
-                    avx512::tile_f32(
-                        kc,
-                        a_packed.cast(),
-                        &a_rows.map(|p| p.cast()),
-                        a_starts.is_some(),
-                        bptr.cast(),
-                        boffs.as_ptr(),
-                        out.cast(),
-                    );
-                } else {
-                    avx512::tile_f64(
-                        kc,
-                        a_packed.cast(),
-                        &a_rows.map(|p| p.cast()),
-                        a_starts.is_some(),
-                        bptr.cast(),
-                        boffs.as_ptr(),
-                        out.cast(),
-                    );
+                let (ap, ar, ad, bp, bo) = (a_packed, &a_rows, a_starts.is_some(), bptr, boffs.as_ptr());
+                match (is_f32, NR == lanes) {
+                    (true, false) => {
+                        avx512::tile_f32::<MR, 2>(kc, ap.cast(), &ar.map(|p| p.cast()), ad, bp.cast(), bo, out.cast())
+                    }
+                    (true, true) => {
+                        avx512::tile_f32::<MR, 1>(kc, ap.cast(), &ar.map(|p| p.cast()), ad, bp.cast(), bo, out.cast())
+                    }
+                    (false, false) => {
+                        avx512::tile_f64::<MR, 2>(kc, ap.cast(), &ar.map(|p| p.cast()), ad, bp.cast(), bo, out.cast())
+                    }
+                    (false, true) => {
+                        avx512::tile_f64::<MR, 1>(kc, ap.cast(), &ar.map(|p| p.cast()), ad, bp.cast(), bo, out.cast())
+                    }
                 }
             }
             store_tile::<T, NR>(c, n, i0, j0, height, width, &tile, overwrite);
@@ -563,21 +561,19 @@ unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const 
 mod avx512 {
     use std::arch::x86_64::*;
 
-    /// Rows of the tile.
-    pub(super) const MR: usize = 8;
-
     macro_rules! tile_fn {
         ($name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident) => {
-            /// `out (8 x 2 vectors) = A (kc x 8) · B (kc x 2 vectors)`. A is a packed panel
-            /// (`a_packed[p * 8 + i]`) or, when `a_direct`, eight rows (`a_rows[i][p]`); B row p
-            /// is at `b + b_offs[p]`.
+            /// `out (MR x NV vectors) = A (kc x MR) · B (kc x NV vectors)`. A is a packed panel
+            /// (`a_packed[p * MR + i]`) or, when `a_direct`, MR rows (`a_rows[i][p]`); B row p
+            /// is at `b + b_offs[p]`. Tiles used: 8 x 2 vectors, and 16 x 1 for narrow
+            /// products (n <= one vector), both 16 accumulators.
             ///
             /// # Safety
             /// AVX-512F is available; every address named above is readable for p < kc; `out`
-            /// has room for 8 x 2 vectors.
+            /// has room for MR x NV vectors.
             #[target_feature(enable = "avx512f")]
             #[allow(clippy::too_many_arguments)]
-            pub(super) unsafe fn $name(
+            pub(super) unsafe fn $name<const MR: usize, const NV: usize>(
                 kc: usize,
                 a_packed: *const $t,
                 a_rows: &[*const $t; MR],
@@ -588,31 +584,39 @@ mod avx512 {
             ) {
                 // SAFETY: the caller's contract.
                 unsafe {
-                    let mut c = [[$zero(); 2]; MR];
+                    let mut c = [[$zero(); NV]; MR];
+                    let mut bv = [$zero(); NV];
                     if a_direct {
                         for p in 0..kc {
                             let bp = b.add(*b_offs.add(p));
-                            let (b0, b1) = ($load(bp), $load(bp.add($lanes)));
+                            for (v, x) in bv.iter_mut().enumerate() {
+                                *x = $load(bp.add(v * $lanes));
+                            }
                             for i in 0..MR {
                                 let av = $set1(*a_rows[i].add(p));
-                                c[i][0] = $fma(av, b0, c[i][0]);
-                                c[i][1] = $fma(av, b1, c[i][1]);
+                                for v in 0..NV {
+                                    c[i][v] = $fma(av, bv[v], c[i][v]);
+                                }
                             }
                         }
                     } else {
                         for p in 0..kc {
                             let bp = b.add(*b_offs.add(p));
-                            let (b0, b1) = ($load(bp), $load(bp.add($lanes)));
+                            for (v, x) in bv.iter_mut().enumerate() {
+                                *x = $load(bp.add(v * $lanes));
+                            }
                             for i in 0..MR {
                                 let av = $set1(*a_packed.add(p * MR + i));
-                                c[i][0] = $fma(av, b0, c[i][0]);
-                                c[i][1] = $fma(av, b1, c[i][1]);
+                                for v in 0..NV {
+                                    c[i][v] = $fma(av, bv[v], c[i][v]);
+                                }
                             }
                         }
                     }
                     for (i, ci) in c.iter().enumerate() {
-                        $store(out.add(i * 2 * $lanes), ci[0]);
-                        $store(out.add(i * 2 * $lanes + $lanes), ci[1]);
+                        for (v, cv) in ci.iter().enumerate() {
+                            $store(out.add((i * NV + v) * $lanes), *cv);
+                        }
                     }
                 }
             }
