@@ -10,22 +10,25 @@
 //!    B, keeping the MR x NR tile of C in registers for the whole k block: each loaded value of
 //!    B is used MR times and each value of A NR times.
 //!
-//! B is anything that can pack itself into panels ([`PackB`]): a stored matrix ([`MatRef`],
-//! transposed or not), or — for convolutions — the column matrix of an image, gathered straight
-//! from the image while packing so that it is never written out in full
-//! (`ops::conv::cpu::Im2col`).
+//! The operands are anything implementing [`Operand`] (its stored rows, transposed or not): a
+//! stored matrix ([`MatRef`]), or — for convolutions — the column matrix of an image, whose
+//! rows are slices of the padded image (`ops::conv::cpu::Shifted`), so it is never gathered.
+//! When the other dimension is small (below `DIRECT_BELOW`, e.g. a conv's 16-64 output
+//! channels), packing an operand costs more than the multiply it feeds, so the AVX-512 kernel
+//! reads that operand *in place* (`Operand::direct`) instead.
 //!
-//! The micro-kernel is plain Rust with constant bounds, so LLVM unrolls it into vector
-//! registers; it is compiled three times — AVX-512F+FMA, AVX2+FMA and portable — each with the
-//! tile that fills that ISA's registers (AVX-512: 8 rows x 2 vectors = 16 independent
-//! accumulators, enough to cover the FMA latency on two FMA ports; AVX2: 6 x 2 = 12), and the
-//! variant is picked at run time with `is_x86_feature_detected!`. Transposed operands are
-//! handled by the packing (never materialised). Packing buffers come from a per-thread
-//! scratch pool ([`with_scratch`](super::with_scratch)), so a GEMM allocates nothing in the
-//! steady state. Row blocks run in parallel; every element of C is computed by the same
-//! sequence of operations (the k order is fixed, each product is one fused multiply-add)
-//! whichever thread runs it and whatever the tile shape, so the bits do not depend on the
-//! thread count. (They may differ between CPUs with and without FMA.)
+//! Micro-kernels: with AVX-512F, written with intrinsics (`mod avx512`; LLVM does not keep a
+//! 16-vector tile written as plain arrays in registers): 8 rows x 2 vectors (16 independent
+//! accumulators, enough to cover the FMA latency on two FMA ports), or 16 x 1 vector for
+//! narrow products. With AVX2+FMA and without either, the plain-Rust `micro_kernel` with
+//! constant bounds (6 x 2 vectors of 8 lanes; 4 x 16 portable), compiled under the matching
+//! `#[target_feature]`. The variant is picked at run time with `is_x86_feature_detected!`.
+//! Transposed operands are handled by the packing (never materialised). Packing buffers come
+//! from a per-thread scratch pool ([`Scratch`]), so a GEMM allocates nothing in the steady
+//! state. Row blocks run in parallel; every element of C is computed by the same sequence of
+//! operations (the k order is fixed, each product is one fused multiply-add) whichever thread
+//! runs it and whatever the tile shape or packing, so the bits do not depend on the thread
+//! count. (They may differ between CPUs with and without FMA.)
 
 use super::{PAR_THRESHOLD, Scratch};
 use crate::dtype::Float;
