@@ -113,7 +113,8 @@ pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T>
 
 /// `out[i] = f(a[i], b[i])` for equal-length slices, in parallel for large inputs.
 pub(crate) fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
-    debug_assert_eq!(a.len(), b.len());
+    // A hard check: `new_filled` relies on every output element being written.
+    assert_eq!(a.len(), b.len(), "zip_map: operand lengths differ");
     new_filled(a.len(), CHUNK, a.len() >= PAR_THRESHOLD, |at, o| {
         for ((o, &a), &b) in o.iter_mut().zip(&a[at..]).zip(&b[at..]) {
             o.write(f(a, b));

@@ -213,6 +213,14 @@ impl ShiftGeom {
         }
     }
 
+    /// The two per-image scratch buffers: the padded phase planes of `x` (filled) and the
+    /// wide-grid matrix `[o, nq]` (contents unspecified).
+    fn buffers<T: Float>(&self, x: &[T]) -> (Scratch<T>, Scratch<T>) {
+        let mut xp = Scratch::<T>::new(self.padded_len());
+        self.pad(x, xp.as_mut());
+        (xp, Scratch::new(self.o * self.nq()))
+    }
+
     /// Phase planes per channel along each axis: only phases a < r (b < s) are ever read.
     fn phases(&self) -> (usize, usize) {
         (self.sh.min(self.r), self.sw.min(self.s))
@@ -241,9 +249,7 @@ impl<T: Float> Operand<T> for Shifted<'_, T> {
 /// One image of a convolution: `y [o, oh, ow] = W [o, c*r*s] ⋆ x [c, h, w]`.
 fn shift_forward<T: Float>(g: &ShiftGeom, x: &[T], wt: &[T], y: &mut [T]) {
     let (nq, wq, oh, ow) = (g.nq(), g.wq(), g.oh(), g.ow());
-    let mut xp = Scratch::<T>::new(g.padded_len());
-    g.pad(x, xp.as_mut());
-    let mut wide = Scratch::<T>::new(g.o * nq);
+    let (mut xp, mut wide) = g.buffers(x);
     let wide = wide.as_mut();
     let b = Shifted {
         xp: xp.as_mut(),
@@ -264,9 +270,7 @@ fn shift_forward<T: Float>(g: &ShiftGeom, x: &[T], wt: &[T], y: &mut [T]) {
 /// image (no packing of the large operand); only dY (o x nq) is packed.
 fn shift_weight_grad_t<T: Float>(g: &ShiftGeom, x: &[T], dy: &[T], dwt: &mut [T]) {
     let (nq, wq, oh, ow) = (g.nq(), g.wq(), g.oh(), g.ow());
-    let mut xp = Scratch::<T>::new(g.padded_len());
-    g.pad(x, xp.as_mut());
-    let mut wide = Scratch::<T>::new(g.o * nq);
+    let (mut xp, mut wide) = g.buffers(x);
     let wide = wide.as_mut();
     for (wo, yo) in wide.chunks_exact_mut(nq).zip(dy.chunks_exact(oh * ow)) {
         for (wr, yr) in wo.chunks_exact_mut(wq).zip(yo.chunks_exact(ow)) {
@@ -328,6 +332,12 @@ impl Conv2dParams {
             need = need.max(padded.checked_add(g.s).ok_or_else(too_big)?).max(wide);
         }
         need = need.max(mul(self.k(), self.p()).ok_or_else(too_big)?);
+        // Sizes a normal layer has are simply allocated when used; only a buffer beyond
+        // 2^28 elements (1 GiB of f32) is probed with a fallible reservation first, so the
+        // check costs no allocation on the hot path.
+        if need < 1 << 28 {
+            return Ok(());
+        }
         let mut probe: Vec<T> = Vec::new();
         probe.try_reserve_exact(need).map_err(|_| crate::Error::OutOfMemory {
             msg: format!("conv2d: cannot allocate a buffer of {need} elements of {}", T::DTYPE),
