@@ -69,7 +69,7 @@ pub fn save<T: Float>(
         tensors.extend(state_dict(*m).into_iter().map(|(n, t)| (format!("{name}.{n}"), t)));
     }
     for (name, opt) in optimizers {
-        let st = opt.state();
+        let st = opt.try_state()?;
         for (i, b) in st.momentum_buffers.iter().enumerate() {
             if let Some(b) = b {
                 tensors.push((

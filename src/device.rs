@@ -1,6 +1,8 @@
 //! [`Device`]: where a tensor's data lives.
 
-use crate::{Error, Result};
+#[cfg(not(feature = "cuda"))]
+use crate::Error;
+use crate::Result;
 use std::fmt;
 
 /// Where a tensor's storage lives.
@@ -27,9 +29,12 @@ impl Device {
     pub fn check_available(self) -> Result<()> {
         match self {
             Device::Cpu => Ok(()),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(n) => crate::backend::cuda::gpu(n).map(|_| ()),
+            #[cfg(not(feature = "cuda"))]
             Device::Cuda(n) => Err(Error::device(format!(
                 "Device::Cuda({n}) is not available: smallgrad was built without the CUDA \
-                 backend (the `cuda` feature is not implemented in this build)"
+                 backend (build with `--features cuda`, see docs/cuda.md)"
             ))),
         }
     }

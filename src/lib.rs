@@ -20,6 +20,18 @@
 
 #![deny(missing_docs)]
 
+/// Runs `$cuda` when `$dev` is a GPU (feature `cuda`), else `$cpu`: an op's one device
+/// dispatch. Without the feature the CUDA expression is compiled out.
+macro_rules! on_device {
+    ($dev:expr, cuda => $cuda:expr, cpu => $cpu:expr $(,)?) => {{
+        #[cfg(feature = "cuda")]
+        let r = if $dev != $crate::Device::Cpu { $cuda } else { $cpu };
+        #[cfg(not(feature = "cuda"))]
+        let r = $cpu;
+        r
+    }};
+}
+
 pub mod autograd;
 mod backend;
 pub mod checkpoint;
@@ -42,6 +54,9 @@ mod tensor;
 pub mod viz;
 
 pub use autograd::no_grad;
+/// The CUDA backend's public helpers (feature `cuda`): allocator counters and synchronisation.
+#[cfg(feature = "cuda")]
+pub use backend::cuda::public as cuda;
 pub use device::Device;
 pub use dtype::Float;
 pub use error::{Error, Result};

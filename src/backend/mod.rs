@@ -2,3 +2,5 @@
 //! nothing about autograd.
 
 pub(crate) mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;

@@ -55,6 +55,26 @@ pub fn state_dict<T: Float>(module: &dyn Module<T>) -> Vec<(String, Tensor<T>)> 
     v
 }
 
+/// Moves every parameter and buffer of `module` to `device`, in place: modules are built on
+/// the CPU (their seeded initialisation is the same everywhere), then moved. Gradients are
+/// dropped; build the optimiser after moving.
+///
+/// ```
+/// # use smallgrad::{Device, Rng, nn::{self, Linear, Module}};
+/// let lin: Linear = Linear::new(3, 2, true, &mut Rng::new(0), Device::Cpu)?;
+/// nn::to_device(&lin, Device::Cpu)?;                       // already there: nothing to do
+/// let cuda = Device::cuda_if_available(0);                 // Cpu without a GPU
+/// nn::to_device(&lin, cuda)?;
+/// assert!(lin.parameters().iter().all(|p| p.device() == cuda));
+/// # Ok::<(), smallgrad::Error>(())
+/// ```
+pub fn to_device<T: Float>(module: &dyn Module<T>, device: crate::Device) -> Result<()> {
+    for (_, t) in state_dict(module) {
+        t.relocate(device)?;
+    }
+    Ok(())
+}
+
 /// Copies saved values into `module`'s parameters and buffers, matched by name (the inverse
 /// of [`state_dict`]). The copy is in place (it bumps the tensors' version counters, so a
 /// graph built before it cannot be backpropagated). `Err` if a name is missing from `saved`

@@ -4,7 +4,7 @@
 
 mod batchnorm;
 pub(crate) mod conv;
-mod elementwise;
+pub(crate) mod elementwise;
 mod matmul;
 mod normalize;
 mod pool;

@@ -48,8 +48,12 @@ impl<T: Float> Backward<T> for StraightThroughBackward {
 /// clamped value with the identity gradient, i.e. the same value and gradient as PyTorch.
 #[track_caller]
 pub(crate) fn clamp_min_straight_through<T: Float>(x: &Tensor<T>, min: T) -> Result<Tensor<T>> {
-    let data: Vec<T> = x.cpu()?.iter().map(|&v| if v < min { min } else { v }).collect();
-    let out = Tensor::from_parts(data, x.shape().to_vec(), x.device());
+    let out = on_device!(x.device(),
+    cuda => crate::ops::elementwise::cuda::unary(crate::ops::elementwise::UnaryOp::ClampMin(min), x)?,
+    cpu => {
+        let data: Vec<T> = x.cpu()?.iter().map(|&v| if v < min { min } else { v }).collect();
+        Tensor::from_parts(data, x.shape().to_vec(), x.device())
+    });
     record(out, &[x], StraightThroughBackward)
 }
 

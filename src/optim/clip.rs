@@ -77,7 +77,9 @@ pub fn clip_grad_norm<T: Float>(params: &[Tensor<T>], max_norm: f64) -> Result<f
     let grads: Vec<(&Tensor<T>, Tensor<T>)> = params.iter().filter_map(|p| p.grad().map(|g| (p, g))).collect();
     let mut total_sq = 0.0f64;
     for (_, g) in &grads {
-        total_sq += sum_squares(&g.cpu()?);
+        total_sq += on_device!(g.device(),
+            cuda => crate::autograd::no_grad(|| g.mul(g)?.sum()?.item())?.to_f64(),
+            cpu => sum_squares(&g.cpu()?));
     }
     let total = total_sq.sqrt();
     let coef = max_norm / (total + 1e-6);
@@ -86,8 +88,10 @@ pub fn clip_grad_norm<T: Float>(params: &[Tensor<T>], max_norm: f64) -> Result<f
         let c = T::from_f64(coef);
         no_grad(|| -> Result<()> {
             for (p, g) in &grads {
-                let scaled = cpu::map(&g.cpu()?, |v| v * c);
-                p.set_grad(Some(Tensor::from_parts(scaled, g.shape().to_vec(), g.device())));
+                let scaled = on_device!(g.device(),
+                    cuda => g.mul_scalar(c)?,
+                    cpu => Tensor::from_parts(cpu::map(&g.cpu()?, |v| v * c), g.shape().to_vec(), g.device()));
+                p.set_grad(Some(scaled));
             }
             Ok(())
         })?;

@@ -92,8 +92,34 @@ pub struct SgdState<T: Float> {
 pub struct Sgd<T: Float = f32> {
     params: Vec<Tensor<T>>,
     config: SgdConfig,
-    buffers: Vec<Option<Vec<T>>>,
+    buffers: Vec<Option<Momentum<T>>>,
     step: u64,
+}
+
+/// A momentum buffer, kept on the parameter's device.
+enum Momentum<T: Float> {
+    Host(Vec<T>),
+    #[cfg(feature = "cuda")]
+    Dev(crate::backend::cuda::DevBuf<T>),
+}
+
+impl<T: Float> Momentum<T> {
+    fn to_host(&self) -> Result<Vec<T>> {
+        match self {
+            Momentum::Host(v) => Ok(v.clone()),
+            #[cfg(feature = "cuda")]
+            Momentum::Dev(b) => b.gpu().download(b),
+        }
+    }
+
+    /// `values` as a buffer on `device`.
+    fn on(device: crate::Device, values: Vec<T>) -> Result<Self> {
+        match device {
+            #[cfg(feature = "cuda")]
+            crate::Device::Cuda(n) => Ok(Momentum::Dev(crate::backend::cuda::gpu(n)?.upload(&values)?)),
+            _ => Ok(Momentum::Host(values)),
+        }
+    }
 }
 
 fn check_nonneg(what: &str, v: f64) -> Result<()> {
@@ -153,7 +179,7 @@ impl<T: Float> Sgd<T> {
                 ),
             ));
         }
-        let buffers = vec![None; params.len()];
+        let buffers = params.iter().map(|_| None).collect();
         Ok(Sgd {
             params,
             config,
@@ -301,6 +327,11 @@ impl<T: Float> Sgd<T> {
         no_grad(|| -> Result<()> {
             for ((p, g), slot) in self.params.iter().zip(&grads).zip(self.buffers.iter_mut()) {
                 let Some(g) = g else { continue };
+                #[cfg(feature = "cuda")]
+                if let crate::Device::Cuda(n) = p.device() {
+                    sgd_update_cuda(p, g, slot, use_momentum, &h, n)?;
+                    continue;
+                }
                 // A gradient that aliases its own parameter (`p.backward_with(&p)`) must be
                 // copied first: we cannot read and write the same storage at once.
                 let owned;
@@ -314,8 +345,12 @@ impl<T: Float> Sgd<T> {
                 };
                 let mom = if use_momentum {
                     let first = slot.is_none();
-                    let buf = slot.get_or_insert_with(|| vec![T::ZERO; gs.len()]);
-                    Some((buf.as_mut_slice(), first))
+                    let buf = slot.get_or_insert_with(|| Momentum::Host(vec![T::ZERO; gs.len()]));
+                    match buf {
+                        Momentum::Host(v) => Some((v.as_mut_slice(), first)),
+                        #[cfg(feature = "cuda")]
+                        Momentum::Dev(_) => unreachable!("a CPU parameter's buffer is on the host"),
+                    }
                 } else {
                     None
                 };
@@ -341,12 +376,26 @@ impl<T: Float> Sgd<T> {
     /// assert_eq!((s.step, s.momentum_buffers[0].clone()), (1, Some(vec![1.0, 1.0])));
     /// # Ok::<(), smallgrad::Error>(())
     /// ```
+    ///
+    /// # Panics
+    /// Only if a momentum buffer on a GPU cannot be copied back (a device fault);
+    /// [`try_state`](Self::try_state) returns that as an `Err` instead.
     pub fn state(&self) -> SgdState<T> {
-        SgdState {
+        self.try_state().expect("copying the SGD momentum buffers from the GPU")
+    }
+
+    /// As [`state`](Self::state), with a failed copy from a GPU as an `Err`.
+    pub fn try_state(&self) -> Result<SgdState<T>> {
+        let momentum_buffers = self
+            .buffers
+            .iter()
+            .map(|b| b.as_ref().map(Momentum::to_host).transpose())
+            .collect::<Result<_>>()?;
+        Ok(SgdState {
             lr: self.config.lr,
             step: self.step,
-            momentum_buffers: self.buffers.clone(),
-        }
+            momentum_buffers,
+        })
     }
 
     /// Restores a state saved by [`state`](Self::state) (learning rate, step count, momentum
@@ -397,9 +446,15 @@ impl<T: Float> Sgd<T> {
                 ));
             }
         }
+        let buffers = state
+            .momentum_buffers
+            .into_iter()
+            .zip(&self.params)
+            .map(|(b, p)| b.map(|v| Momentum::on(p.device(), v)).transpose())
+            .collect::<Result<_>>()?;
         self.config.lr = state.lr;
         self.step = state.step;
-        self.buffers = state.momentum_buffers;
+        self.buffers = buffers;
         Ok(())
     }
 }
@@ -412,6 +467,63 @@ pub(crate) struct SgdHyper<T: Float> {
     pub(crate) weight_decay: T,
     pub(crate) use_weight_decay: bool,
     pub(crate) nesterov: bool,
+}
+
+/// The GPU twin of the CPU loop body: one `sgd_update` kernel (kernels/optim.cu) per parameter.
+#[cfg(feature = "cuda")]
+fn sgd_update_cuda<T: Float>(
+    p: &Tensor<T>,
+    g: &Tensor<T>,
+    slot: &mut Option<Momentum<T>>,
+    use_momentum: bool,
+    h: &SgdHyper<T>,
+    ordinal: usize,
+) -> Result<()> {
+    use crate::backend::cuda::{arg, float_arg, gpu};
+    let gpu = gpu(ordinal)?;
+    // A gradient aliasing its parameter is copied first (as on the CPU).
+    let g = if g.shares_storage(p) {
+        Tensor::from_dev(gpu.duplicate(&*g.dev()?)?, g.shape().to_vec())
+    } else {
+        g.clone()
+    };
+    let first = i64::from(slot.is_none());
+    if use_momentum && slot.is_none() {
+        *slot = Some(Momentum::Dev(gpu.zeros::<T>(p.numel())?));
+    }
+    let pbuf = match slot {
+        Some(Momentum::Dev(b)) if use_momentum => b.ptr(),
+        _ => 0,
+    };
+    let bg = g.dev()?;
+    let (pg, n) = (bg.ptr(), p.numel() as i64);
+    let (use_wd, has_mom, nesterov) = (
+        i64::from(h.use_weight_decay),
+        i64::from(use_momentum),
+        i64::from(h.nesterov),
+    );
+    p.update_in_place_dev(|pb| {
+        let pp = pb.ptr();
+        gpu.launch::<T>(
+            "optim",
+            "sgd_update",
+            p.numel(),
+            &[
+                arg(&pp),
+                arg(&pg),
+                arg(&pbuf),
+                arg(&n),
+                float_arg(&h.lr),
+                float_arg(&h.momentum),
+                float_arg(&h.one_minus_dampening),
+                float_arg(&h.weight_decay),
+                arg(&use_wd),
+                arg(&has_mom),
+                arg(&first),
+                arg(&nesterov),
+            ],
+        )
+    })
 }
 
 /// The fused SGD update of one parameter `p` with gradient `g`, in place. `mom` is the momentum

@@ -14,24 +14,53 @@ use crate::rng::Rng;
 use crate::shape::{checked_numel, numel};
 use crate::{Device, Error, Result};
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 /// The device buffer behind a tensor.
 pub(crate) enum Buffer<T: Float> {
     /// Host memory.
     Cpu(Vec<T>),
+    /// GPU memory (feature `cuda`).
+    #[cfg(feature = "cuda")]
+    Cuda(crate::backend::cuda::DevBuf<T>),
 }
 
 /// Shared storage: the buffer and its version counter (bumped by every in-place update).
 pub(crate) struct Storage<T: Float> {
     buf: RwLock<Buffer<T>>,
     version: AtomicU64,
+    /// The device holding `buf`: 0 for the CPU, n + 1 for `Cuda(n)` (changed only by
+    /// `relocate`, which moves a module's parameters between devices).
+    device: AtomicUsize,
+}
+
+fn encode(d: Device) -> usize {
+    match d {
+        Device::Cpu => 0,
+        Device::Cuda(n) => n + 1,
+    }
+}
+
+fn decode(v: usize) -> Device {
+    match v {
+        0 => Device::Cpu,
+        n => Device::Cuda(n - 1),
+    }
+}
+
+impl<T: Float> Storage<T> {
+    fn new(buf: Buffer<T>, device: Device) -> Arc<Self> {
+        Arc::new(Storage {
+            buf: RwLock::new(buf),
+            version: AtomicU64::new(0),
+            device: AtomicUsize::new(encode(device)),
+        })
+    }
 }
 
 struct Inner<T: Float> {
     shape: Vec<usize>,
-    device: Device,
     storage: Arc<Storage<T>>,
     /// The op that produced this tensor; `None` for leaves.
     node: Option<Arc<Node<T>>>,
@@ -39,6 +68,20 @@ struct Inner<T: Float> {
     requires_grad: AtomicBool,
     /// For leaves: the accumulated gradient.
     grad: Mutex<Option<Tensor<T>>>,
+}
+
+/// The backward of `to_device`: the gradient moves back to the source device.
+struct ToDeviceBackward {
+    from: Device,
+}
+
+impl<T: Float> crate::autograd::Backward<T> for ToDeviceBackward {
+    fn name(&self) -> &'static str {
+        "to_device"
+    }
+    fn backward(&self, g: &Tensor<T>, _inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
+        Ok(vec![Some(g.to_device(self.from)?)])
+    }
 }
 
 /// An n-dimensional array of `f32` (default) or `f64` on a [`Device`], with reverse-mode
@@ -64,16 +107,42 @@ impl<T: Float> Clone for Tensor<T> {
     }
 }
 
-/// A read guard on a CPU tensor's data; dereferences to the slice.
-pub(crate) struct CpuRef<'a, T: Float> {
-    guard: RwLockReadGuard<'a, Buffer<T>>,
+/// Host access to a tensor's data: a read guard on a CPU tensor's buffer, or (for inspection of
+/// a GPU tensor) a downloaded copy. Dereferences to the slice.
+pub(crate) enum CpuRef<'a, T: Float> {
+    Guard(RwLockReadGuard<'a, Buffer<T>>),
+    #[cfg(feature = "cuda")]
+    Owned(Vec<T>),
 }
 
 impl<T: Float> Deref for CpuRef<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
+        match self {
+            CpuRef::Guard(g) => match &**g {
+                Buffer::Cpu(v) => v,
+                #[cfg(feature = "cuda")]
+                Buffer::Cuda(_) => unreachable!("a guard is only taken on a CPU tensor"),
+            },
+            #[cfg(feature = "cuda")]
+            CpuRef::Owned(v) => v,
+        }
+    }
+}
+
+/// A read guard on a GPU tensor's buffer; dereferences to the [`DevBuf`](crate::backend::cuda::DevBuf).
+#[cfg(feature = "cuda")]
+pub(crate) struct DevRef<'a, T: Float> {
+    guard: RwLockReadGuard<'a, Buffer<T>>,
+}
+
+#[cfg(feature = "cuda")]
+impl<T: Float> Deref for DevRef<'_, T> {
+    type Target = crate::backend::cuda::DevBuf<T>;
+    fn deref(&self) -> &Self::Target {
         match &*self.guard {
-            Buffer::Cpu(v) => v,
+            Buffer::Cuda(b) => b,
+            Buffer::Cpu(_) => unreachable!("a DevRef is only taken on a GPU tensor"),
         }
     }
 }
@@ -96,18 +165,14 @@ impl<T: Float> Tensor<T> {
     /// Wraps a host vector (length already checked by the caller) as a new leaf on `device`.
     pub(crate) fn from_parts(data: Vec<T>, shape: Vec<usize>, device: Device) -> Self {
         debug_assert_eq!(data.len(), numel(&shape), "from_parts: length vs shape {shape:?}");
-        let storage = Arc::new(Storage {
-            buf: RwLock::new(Buffer::Cpu(data)),
-            version: AtomicU64::new(0),
-        });
-        Self::with_storage(storage, shape, device, None)
+        debug_assert_eq!(device, Device::Cpu, "from_parts holds host data");
+        Self::with_storage(Storage::new(Buffer::Cpu(data), device), shape, None)
     }
 
-    fn with_storage(storage: Arc<Storage<T>>, shape: Vec<usize>, device: Device, node: Option<Arc<Node<T>>>) -> Self {
+    fn with_storage(storage: Arc<Storage<T>>, shape: Vec<usize>, node: Option<Arc<Node<T>>>) -> Self {
         Tensor {
             inner: Arc::new(Inner {
                 shape,
-                device,
                 storage,
                 node,
                 requires_grad: AtomicBool::new(false),
@@ -119,17 +184,12 @@ impl<T: Float> Tensor<T> {
     /// The same storage seen with another shape (same numel), as a new leaf without a node.
     pub(crate) fn view_as_shape(&self, shape: Vec<usize>) -> Self {
         debug_assert_eq!(numel(&shape), self.numel());
-        Self::with_storage(self.inner.storage.clone(), shape, self.inner.device, None)
+        Self::with_storage(self.inner.storage.clone(), shape, None)
     }
 
     /// This tensor's storage with `node` attached (used by `autograd::record`).
     pub(crate) fn with_node(self, node: Arc<Node<T>>) -> Self {
-        Self::with_storage(
-            self.inner.storage.clone(),
-            self.inner.shape.clone(),
-            self.inner.device,
-            Some(node),
-        )
+        Self::with_storage(self.inner.storage.clone(), self.inner.shape.clone(), Some(node))
     }
 
     /// An identity for this tensor (shared by its clones, distinct for every op output).
@@ -146,17 +206,65 @@ impl<T: Float> Tensor<T> {
     /// of the op (see `instrument`).
     pub(crate) fn cpu(&self) -> Result<CpuRef<'_, T>> {
         crate::instrument::op_started();
-        self.host()
+        match self.device() {
+            Device::Cpu => self.host(),
+            d => Err(Error::device(format!(
+                "a CPU kernel was handed a tensor on {d} (shape {:?}); this op has no path for that device",
+                self.shape()
+            ))),
+        }
     }
 
-    /// Read access without marking an op start (inspection: `to_vec`, `item`, `Display`).
+    /// Read access without marking an op start (inspection: `to_vec`, `item`, `Display`). A GPU
+    /// tensor is downloaded.
     pub(crate) fn host(&self) -> Result<CpuRef<'_, T>> {
-        match self.inner.device {
-            Device::Cpu => Ok(CpuRef {
-                guard: self.inner.storage.buf.read().unwrap(),
-            }),
-            d => Err(Error::device(format!("host access to a tensor on {d}"))),
+        let guard = self.inner.storage.buf.read().unwrap();
+        match &*guard {
+            Buffer::Cpu(_) => Ok(CpuRef::Guard(guard)),
+            #[cfg(feature = "cuda")]
+            Buffer::Cuda(b) => Ok(CpuRef::Owned(b.gpu().download(b)?)),
         }
+    }
+
+    /// Read access to the buffer of a GPU tensor (ops' CUDA paths); marks the op start.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn dev(&self) -> Result<DevRef<'_, T>> {
+        crate::instrument::op_started();
+        let guard = self.inner.storage.buf.read().unwrap();
+        match &*guard {
+            Buffer::Cuda(_) => Ok(DevRef { guard }),
+            Buffer::Cpu(_) => Err(Error::device(format!(
+                "a CUDA kernel was handed a tensor on cpu (shape {:?})",
+                self.shape()
+            ))),
+        }
+    }
+
+    /// Wraps a device buffer (length already checked by the caller) as a new leaf on its GPU.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn from_dev(buf: crate::backend::cuda::DevBuf<T>, shape: Vec<usize>) -> Self {
+        debug_assert_eq!(buf.len(), numel(&shape), "from_dev: length vs shape {shape:?}");
+        let device = Device::Cuda(buf.gpu().ordinal);
+        Self::with_storage(Storage::new(Buffer::Cuda(buf), device), shape, None)
+    }
+
+    /// Updates a GPU tensor's buffer in place through `f` (optimiser steps, running statistics)
+    /// and bumps the version counter, as [`update_in_place`](Self::update_in_place).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn update_in_place_dev(
+        &self,
+        f: impl FnOnce(&crate::backend::cuda::DevBuf<T>) -> Result<()>,
+    ) -> Result<()> {
+        // A write lock although the host only reads the handle: the GPU writes the buffer, and no
+        // reader may see it half-updated.
+        #[allow(clippy::readonly_write_lock)]
+        let buf = self.inner.storage.buf.write().unwrap();
+        match &*buf {
+            Buffer::Cuda(b) => f(b)?,
+            Buffer::Cpu(_) => return Err(Error::device("update_in_place_dev on a CPU tensor".to_string())),
+        }
+        self.inner.storage.version.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 
     /// The storage version (bumped by each in-place update).
@@ -166,12 +274,42 @@ impl<T: Float> Tensor<T> {
 
     /// Updates the data in place (optimiser steps, running statistics) and bumps the version
     /// counter, so that a backward which saved this tensor fails instead of using new values.
+    /// A GPU tensor is downloaded, updated and uploaded (for rare updates such as loading a
+    /// checkpoint; the hot paths have device kernels).
     pub(crate) fn update_in_place(&self, f: impl FnOnce(&mut [T])) -> Result<()> {
         let mut buf = self.inner.storage.buf.write().unwrap();
         match &mut *buf {
             Buffer::Cpu(v) => f(v),
+            #[cfg(feature = "cuda")]
+            Buffer::Cuda(b) => {
+                let g = b.gpu();
+                let mut host = g.download(b)?;
+                f(&mut host);
+                g.write(b, &host)?;
+            }
         }
         self.inner.storage.version.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Moves this tensor's storage to `device` in place (every handle sharing it moves too),
+    /// bumping the version counter and dropping the gradient (which lives on the old device).
+    /// For moving a module's parameters and buffers (`nn::to_device`).
+    pub(crate) fn relocate(&self, device: Device) -> Result<()> {
+        device.check_available()?;
+        if device == self.device() {
+            return Ok(());
+        }
+        let data = self.host()?.to_vec();
+        let moved = Self::from_host(data, self.shape().to_vec(), device)?;
+        let new_buf = {
+            let mut guard = moved.inner.storage.buf.write().unwrap();
+            std::mem::replace(&mut *guard, Buffer::Cpu(Vec::new()))
+        };
+        *self.inner.storage.buf.write().unwrap() = new_buf;
+        self.inner.storage.device.store(encode(device), Ordering::SeqCst);
+        self.inner.storage.version.fetch_add(1, Ordering::SeqCst);
+        *self.inner.grad.lock().unwrap() = None;
         Ok(())
     }
 
@@ -229,7 +367,21 @@ impl<T: Float> Tensor<T> {
                 ),
             ));
         }
-        Ok(Self::from_parts(data, shape.to_vec(), device))
+        Self::from_host(data, shape.to_vec(), device)
+    }
+
+    /// Host data (length already checked) as a new leaf on `device`, uploading to a GPU.
+    pub(crate) fn from_host(data: Vec<T>, shape: Vec<usize>, device: Device) -> Result<Self> {
+        match device {
+            Device::Cpu => Ok(Self::from_parts(data, shape, device)),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(n) => {
+                let g = crate::backend::cuda::gpu(n)?;
+                Ok(Self::from_dev(g.upload(&data)?, shape))
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => Err(Error::device("CUDA support is not built in".to_string())),
+        }
     }
 
     /// A tensor of zeros.
@@ -244,6 +396,15 @@ impl<T: Float> Tensor<T> {
 
     /// A tensor filled with `value`.
     pub fn full(shape: &[usize], value: T, device: Device) -> Result<Self> {
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(n) = device {
+            // Filled on the GPU: no host buffer of the full size.
+            let len = checked_numel("tensor creation", shape)?;
+            let g = crate::backend::cuda::gpu(n)?;
+            let b = g.alloc::<T>(len)?;
+            g.fill_raw(b.ptr(), len, value)?;
+            return Ok(Self::from_dev(b, shape.to_vec()));
+        }
         Self::from_vec(filled(shape, value)?, shape, device)
     }
 
@@ -306,7 +467,7 @@ impl<T: Float> Tensor<T> {
 
     /// The device holding the data.
     pub fn device(&self) -> Device {
-        self.inner.device
+        decode(self.inner.storage.device.load(Ordering::SeqCst))
     }
 
     /// The element type's name, `"f32"` or `"f64"`.
@@ -337,10 +498,9 @@ impl<T: Float> Tensor<T> {
         if device == self.device() {
             return Ok(self.clone());
         }
-        Err(Error::device(format!(
-            "to_device: cannot move from {} to {device}",
-            self.device()
-        )))
+        let data = self.host()?.to_vec();
+        let out = Self::from_host(data, self.shape().to_vec(), device)?;
+        crate::autograd::record(out, &[self], ToDeviceBackward { from: self.device() })
     }
 
     // ---------------------------------------------------------------- autograd
@@ -416,12 +576,7 @@ impl<T: Float> Tensor<T> {
 
     /// A new leaf sharing this tensor's storage, cut from the graph (no grad).
     pub fn detach(&self) -> Self {
-        Self::with_storage(
-            self.inner.storage.clone(),
-            self.inner.shape.clone(),
-            self.inner.device,
-            None,
-        )
+        Self::with_storage(self.inner.storage.clone(), self.inner.shape.clone(), None)
     }
 
     /// The name of the op that produced this tensor, or `None` for a leaf.

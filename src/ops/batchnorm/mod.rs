@@ -31,6 +31,8 @@
 //! and `dL/dx = w r g`.
 
 mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 
 use crate::autograd::{Backward, Saved, record};
 use crate::dtype::Float;
@@ -67,13 +69,12 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
         let needs = |t: Option<&Tensor<T>>| t.is_some_and(|t| t.is_requires_grad());
         let (need_x, need_w, need_b) = (x_in.is_requires_grad(), needs(w_in), needs(b_in));
 
-        let x = self.x.get(OP)?.cpu()?;
-        let gd = g.cpu()?;
+        let x = self.x.get(OP)?;
         // k = w * invstd per channel.
         let k: Vec<T> = match &self.weight {
             Some(w) => w
                 .get(OP)?
-                .cpu()?
+                .to_vec()?
                 .iter()
                 .zip(&self.invstd)
                 .map(|(&w, &r)| w * r)
@@ -82,28 +83,35 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
         };
         // Pass 1: per-channel (sum dy, sum dy * xhat), needed by dw, db and the training dx.
         let sums = if need_w || need_b || (need_x && self.training) {
-            cpu::grad_sums(d, &x, &gd, &self.mean, &self.invstd)
+            on_device!(g.device(),
+                cuda => cuda::grad_sums(x, g, d, &self.mean, &self.invstd)?,
+                cpu => cpu::grad_sums(d, &x.cpu()?, &g.cpu()?, &self.mean, &self.invstd))
         } else {
             Vec::new()
         };
         // Pass 2: dx.
-        let dx = need_x.then(|| {
-            let data = if self.training {
-                let m = T::from_usize(d.per_channel());
-                let coefs: Vec<(T, T)> = sums.iter().map(|&(sg, sgx)| (sg / m, sgx / m)).collect();
-                cpu::grad_input(d, &x, &gd, &self.mean, &self.invstd, &k, Some(&coefs))
-            } else {
-                cpu::grad_input(d, &x, &gd, &self.mean, &self.invstd, &k, None)
-            };
-            Tensor::from_parts(data, x_in.shape().to_vec(), g.device())
-        });
-        let per_channel = |f: fn(&(T, T)) -> T| Tensor::from_parts(sums.iter().map(f).collect(), vec![d.c], g.device());
+        let dx = if need_x {
+            let m = T::from_usize(d.per_channel());
+            let coefs: Option<Vec<(T, T)>> = self
+                .training
+                .then(|| sums.iter().map(|&(sg, sgx)| (sg / m, sgx / m)).collect());
+            Some(on_device!(g.device(),
+            cuda => cuda::grad_input(x, g, d, &self.mean, &self.invstd, &k, coefs.as_deref())?,
+            cpu => {
+                let data = cpu::grad_input(d, &x.cpu()?, &g.cpu()?, &self.mean, &self.invstd, &k, coefs.as_deref());
+                Tensor::from_parts(data, x_in.shape().to_vec(), g.device())
+            }))
+        } else {
+            None
+        };
+        let dev = g.device();
+        let per_channel = |f: fn(&(T, T)) -> T| Tensor::from_host(sums.iter().map(f).collect(), vec![d.c], dev);
         let mut grads = vec![dx];
         if self.has_weight {
-            grads.push(need_w.then(|| per_channel(|s| s.1)));
+            grads.push(if need_w { Some(per_channel(|s| s.1)?) } else { None });
         }
         if self.has_bias {
-            grads.push(need_b.then(|| per_channel(|s| s.0)));
+            grads.push(if need_b { Some(per_channel(|s| s.0)?) } else { None });
         }
         Ok(grads)
     }
@@ -207,7 +215,9 @@ impl<T: Float> Tensor<T> {
 
         // Statistics used to normalise (and, in training, the unbiased variance for rv).
         let (mean, invstd, var_unbiased) = if training {
-            let stats = cpu::channel_stats(d, &self.cpu()?);
+            let stats = on_device!(self.device(),
+                cuda => cuda::channel_stats(self, d)?,
+                cpu => cpu::channel_stats(d, &self.cpu()?));
             let (mt, m1) = (T::from_usize(m), T::from_usize(m.saturating_sub(1)));
             let mean: Vec<T> = stats.iter().map(|s| s.0).collect();
             let invstd: Vec<T> = stats.iter().map(|s| invstd_of(s.1 / mt)).collect();
@@ -221,20 +231,21 @@ impl<T: Float> Tensor<T> {
                 ));
             };
             let mean = rm.to_vec()?;
-            let invstd = rv.cpu()?.iter().map(|&v| invstd_of(v)).collect();
+            let invstd = rv.to_vec()?.iter().map(|&v| invstd_of(v)).collect();
             (mean, invstd, Vec::new())
         };
 
         let scale: Vec<T> = match weight {
-            Some(w) => w.cpu()?.iter().zip(&invstd).map(|(&w, &r)| w * r).collect(),
+            Some(w) => w.to_vec()?.iter().zip(&invstd).map(|(&w, &r)| w * r).collect(),
             None => invstd.clone(),
         };
         let shift = match bias {
             Some(b) => b.to_vec()?,
             None => vec![T::ZERO; d.c],
         };
-        let data = cpu::normalize(d, &self.cpu()?, &mean, &scale, &shift);
-        let out = Tensor::from_parts(data, shape.to_vec(), self.device());
+        let out = on_device!(self.device(),
+            cuda => cuda::normalize(self, d, &mean, &scale, &shift)?,
+            cpu => Tensor::from_parts(cpu::normalize(d, &self.cpu()?, &mean, &scale, &shift), shape.to_vec(), self.device()));
 
         let mut inputs: Vec<&Tensor<T>> = vec![self];
         inputs.extend(weight);

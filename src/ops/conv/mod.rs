@@ -17,6 +17,8 @@
 //! - dL/db[o] = Σ_{n, oy, ox} G[n, o, oy, ox].
 
 mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 
 use crate::autograd::{Backward, Saved, record};
 use crate::dtype::Float;
@@ -39,12 +41,17 @@ impl<T: Float> Backward<T> for Conv2dBackward<T> {
         let (x, w) = (self.x.get("conv2d")?, self.w.get("conv2d")?);
         let need_dx = inputs[0].is_requires_grad();
         let need_dw = inputs[1].is_requires_grad();
-        let (dx, dw) = cpu::backward(&x.cpu()?, &w.cpu()?, &g.cpu()?, &self.p, need_dx, need_dw);
-        let dev = g.device();
-        let mut grads = vec![
-            dx.map(|d| Tensor::from_parts(d, x.shape().to_vec(), dev)),
-            dw.map(|d| Tensor::from_parts(d, w.shape().to_vec(), dev)),
-        ];
+        let (dx, dw) = on_device!(g.device(),
+        cuda => cuda::backward(x, w, g, &self.p, need_dx, need_dw)?,
+        cpu => {
+            let (dx, dw) = cpu::backward(&x.cpu()?, &w.cpu()?, &g.cpu()?, &self.p, need_dx, need_dw);
+            let dev = g.device();
+            (
+                dx.map(|d| Tensor::from_parts(d, x.shape().to_vec(), dev)),
+                dw.map(|d| Tensor::from_parts(d, w.shape().to_vec(), dev)),
+            )
+        });
+        let mut grads = vec![dx, dw];
         if let Some(b) = inputs.get(2) {
             grads.push(if b.is_requires_grad() {
                 Some(g.sum_dim(&[0, 2, 3], false)?)
@@ -152,11 +159,15 @@ impl<T: Float> Tensor<T> {
             ow,
         };
         p.check_memory::<T>()?;
-        let data = {
-            let bias_data = bias.map(|b| b.cpu()).transpose()?;
-            cpu::forward(&self.cpu()?, &weight.cpu()?, bias_data.as_deref(), &p)
-        };
-        let out = Tensor::from_parts(data, vec![p.n, p.o, oh, ow], self.device());
+        let out = on_device!(self.device(),
+        cuda => cuda::forward(self, weight, bias, &p)?,
+        cpu => {
+            let data = {
+                let bias_data = bias.map(|b| b.cpu()).transpose()?;
+                cpu::forward(&self.cpu()?, &weight.cpu()?, bias_data.as_deref(), &p)
+            };
+            Tensor::from_parts(data, vec![p.n, p.o, oh, ow], self.device())
+        });
         let bw = Conv2dBackward {
             x: Saved::new(self),
             w: Saved::new(weight),

@@ -18,6 +18,8 @@
 //! - add_scalar: 1;  mul_scalar(s): s
 
 mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
 
 use crate::autograd::{Backward, Saved, record};
 use crate::dtype::Float;
@@ -109,8 +111,10 @@ impl<T: Float> Backward<T> for BinaryBackward<T> {
                 BinaryOp::Mul => g.mul(self.a.as_ref().unwrap().get(name)?)?,
                 BinaryOp::Div => {
                     let (a, b) = (self.a.as_ref().unwrap().get(name)?, self.b.as_ref().unwrap().get(name)?);
-                    // -g * a / b^2, fused over the broadcast shape
-                    cpu::div_rhs_grad(g, a, b)?
+                    // -g * a / b^2, fused over the broadcast shape on the CPU
+                    on_device!(g.device(),
+                        cuda => g.mul(&a.div(b)?)?.div(b)?.neg()?,
+                        cpu => cpu::div_rhs_grad(g, a, b)?)
                 }
             };
             Some(full.sum_to(b_in.shape())?)
@@ -135,8 +139,13 @@ impl<T: Float> Backward<T> for UnaryBackward<T> {
     fn backward(&self, g: &Tensor<T>, _inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
         let name = self.op.name();
         let (x, y) = (self.x.get(name)?, self.y.get(name)?);
-        let data = cpu::unary_backward(self.op, &x.cpu()?, &y.cpu()?, &g.cpu()?);
-        Ok(vec![Some(Tensor::from_parts(data, g.shape().to_vec(), g.device()))])
+        let dx = on_device!(g.device(),
+        cuda => cuda::unary_backward(self.op, x, y, g)?,
+        cpu => {
+            let data = cpu::unary_backward(self.op, &x.cpu()?, &y.cpu()?, &g.cpu()?);
+            Tensor::from_parts(data, g.shape().to_vec(), g.device())
+        });
+        Ok(vec![Some(dx)])
     }
 }
 
@@ -145,8 +154,12 @@ impl<T: Float> Tensor<T> {
     fn binary(&self, other: &Tensor<T>, op: BinaryOp) -> Result<Tensor<T>> {
         self.same_device(op.name(), other)?;
         let shape = broadcast_shapes(op.name(), self.shape(), other.shape())?;
-        let data = cpu::binary(op, &self.cpu()?, self.shape(), &other.cpu()?, other.shape(), &shape);
-        let out = Tensor::from_parts(data, shape, self.device());
+        let out = on_device!(self.device(),
+        cuda => cuda::binary(op, self, other, &shape)?,
+        cpu => {
+            let data = cpu::binary(op, &self.cpu()?, self.shape(), &other.cpu()?, other.shape(), &shape);
+            Tensor::from_parts(data, shape, self.device())
+        });
         let keep = matches!(op, BinaryOp::Mul | BinaryOp::Div);
         let bw = BinaryBackward {
             op,
@@ -158,8 +171,9 @@ impl<T: Float> Tensor<T> {
 
     #[track_caller]
     fn unary(&self, op: UnaryOp<T>) -> Result<Tensor<T>> {
-        let data = cpu::unary(op, &self.cpu()?);
-        let out = Tensor::from_parts(data, self.shape().to_vec(), self.device());
+        let out = on_device!(self.device(),
+            cuda => cuda::unary(op, self)?,
+            cpu => Tensor::from_parts(cpu::unary(op, &self.cpu()?), self.shape().to_vec(), self.device()));
         let bw = UnaryBackward {
             op,
             x: Saved::new(self),

@@ -15,6 +15,8 @@
 //! both its forward and backward are computed that way.
 
 mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 
 use crate::autograd::{Backward, Saved, record};
 use crate::dtype::Float;
@@ -38,18 +40,27 @@ impl<T: Float> Backward<T> for MatmulBackward<T> {
 
     fn backward(&self, g: &Tensor<T>, inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
         let (a_in, b_in) = (&inputs[0], &inputs[1]);
-        let gd = g.cpu()?;
         let ga = match (&self.b, a_in.is_requires_grad()) {
             (Some(b), true) => {
-                let data = cpu::grad_a(self.dims, &gd, &b.get(OP)?.cpu()?);
-                Some(Tensor::from_parts(data, a_in.shape().to_vec(), g.device()))
+                let b = b.get(OP)?;
+                Some(on_device!(g.device(),
+                cuda => cuda::grad_a(self.dims, g, b, a_in.shape())?,
+                cpu => {
+                    let data = cpu::grad_a(self.dims, &g.cpu()?, &b.cpu()?);
+                    Tensor::from_parts(data, a_in.shape().to_vec(), g.device())
+                }))
             }
             _ => None,
         };
         let gb = match (&self.a, b_in.is_requires_grad()) {
             (Some(a), true) => {
-                let data = cpu::grad_b(self.dims, &a.get(OP)?.cpu()?, &gd);
-                Some(Tensor::from_parts(data, b_in.shape().to_vec(), g.device()))
+                let a = a.get(OP)?;
+                Some(on_device!(g.device(),
+                cuda => cuda::grad_b(self.dims, a, g, b_in.shape())?,
+                cpu => {
+                    let data = cpu::grad_b(self.dims, &a.cpu()?, &g.cpu()?);
+                    Tensor::from_parts(data, b_in.shape().to_vec(), g.device())
+                }))
             }
             _ => None,
         };
@@ -134,8 +145,9 @@ impl<T: Float> Tensor<T> {
         } else {
             MatmulDims { batch, m, k, n }
         };
-        let data = cpu::forward(dims, &self.cpu()?, &other.cpu()?);
-        let out = Tensor::from_parts(data, out_shape, self.device());
+        let out = on_device!(self.device(),
+            cuda => cuda::forward(dims, self, other, &out_shape)?,
+            cpu => Tensor::from_parts(cpu::forward(dims, &self.cpu()?, &other.cpu()?), out_shape, self.device()));
         let bw = MatmulBackward {
             dims,
             b: self.is_requires_grad().then(|| Saved::new(other)),

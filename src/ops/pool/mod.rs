@@ -12,6 +12,8 @@
 //! - adaptive average: the same with PyTorch's windows [floor(i·H/OH), ceil((i+1)·H/OH)).
 
 mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 
 use crate::autograd::{Backward, record};
 use crate::dtype::Float;
@@ -31,7 +33,15 @@ struct PoolBackward {
     kind: PoolKind,
     p: PoolParams,
     /// Max pooling: per output, the index of its maximum within the plane.
-    argmax: Vec<usize>,
+    argmax: Argmax,
+}
+
+/// Where max pooling's argmax lives: with the data (none for average pooling).
+enum Argmax {
+    None,
+    Host(Vec<usize>),
+    #[cfg(feature = "cuda")]
+    Dev(crate::backend::cuda::DevBuf<i64>),
 }
 
 impl<T: Float> Backward<T> for PoolBackward {
@@ -43,17 +53,28 @@ impl<T: Float> Backward<T> for PoolBackward {
         }
     }
     fn backward(&self, g: &Tensor<T>, inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
-        let g = g.cpu()?;
-        let dx = match self.kind {
-            PoolKind::Max => cpu::max_pool_backward(&g, &self.argmax, &self.p),
-            PoolKind::Avg => cpu::avg_pool_backward(&g, &self.p, false),
-            PoolKind::Adaptive => cpu::avg_pool_backward(&g, &self.p, true),
-        };
-        Ok(vec![Some(Tensor::from_parts(
-            dx,
-            inputs[0].shape().to_vec(),
-            inputs[0].device(),
-        ))])
+        let shape = inputs[0].shape().to_vec();
+        let dx = on_device!(g.device(),
+        cuda => {
+            let buf = match (self.kind, &self.argmax) {
+                (PoolKind::Max, Argmax::Dev(idx)) => cuda::max_pool_backward(g, idx, &self.p)?,
+                (PoolKind::Max, _) => unreachable!("a GPU max pool saves its argmax on the GPU"),
+                (PoolKind::Avg, _) => cuda::avg_pool_backward(g, &self.p, false)?,
+                (PoolKind::Adaptive, _) => cuda::avg_pool_backward(g, &self.p, true)?,
+            };
+            Tensor::from_dev(buf, shape)
+        },
+        cpu => {
+            let g = g.cpu()?;
+            let data = match (self.kind, &self.argmax) {
+                (PoolKind::Max, Argmax::Host(idx)) => cpu::max_pool_backward(&g, idx, &self.p),
+                (PoolKind::Max, _) => unreachable!("a CPU max pool saves its argmax on the host"),
+                (PoolKind::Avg, _) => cpu::avg_pool_backward(&g, &self.p, false),
+                (PoolKind::Adaptive, _) => cpu::avg_pool_backward(&g, &self.p, true),
+            };
+            Tensor::from_parts(data, shape, inputs[0].device())
+        });
+        Ok(vec![Some(dx)])
     }
 }
 
@@ -102,10 +123,13 @@ impl<T: Float> Tensor<T> {
     }
 
     #[track_caller]
-    fn finish_pool(&self, data: Vec<T>, p: PoolParams, kind: PoolKind, argmax: Vec<usize>) -> Result<Tensor<T>> {
-        let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
-        let out = Tensor::from_parts(data, shape, self.device());
+    fn finish_pool(&self, out: Tensor<T>, p: PoolParams, kind: PoolKind, argmax: Argmax) -> Result<Tensor<T>> {
         record(out, &[self], PoolBackward { kind, p, argmax })
+    }
+
+    /// The pooled output's shape, `[N, C, oh, ow]`.
+    fn pooled_shape(&self, p: &PoolParams) -> Vec<usize> {
+        vec![self.shape()[0], self.shape()[1], p.oh, p.ow]
     }
 
     /// 2-d max pooling (as `F.max_pool2d`): the largest value of each window; padding (at most
@@ -126,8 +150,17 @@ impl<T: Float> Tensor<T> {
         padding: impl Into<Pair>,
     ) -> Result<Tensor<T>> {
         let p = self.pool_params("max_pool2d", kernel.into(), stride.into(), padding.into())?;
-        let (data, argmax) = cpu::max_pool(&self.cpu()?, &p);
-        self.finish_pool(data, p, PoolKind::Max, argmax)
+        let shape = self.pooled_shape(&p);
+        let (out, argmax) = on_device!(self.device(),
+        cuda => {
+            let (y, idx) = cuda::max_pool(self, &p)?;
+            (Tensor::from_dev(y, shape), Argmax::Dev(idx))
+        },
+        cpu => {
+            let (data, idx) = cpu::max_pool(&self.cpu()?, &p);
+            (Tensor::from_parts(data, shape, self.device()), Argmax::Host(idx))
+        });
+        self.finish_pool(out, p, PoolKind::Max, argmax)
     }
 
     /// 2-d average pooling (as `F.avg_pool2d` with `count_include_pad = true`): padding counts
@@ -148,8 +181,11 @@ impl<T: Float> Tensor<T> {
         padding: impl Into<Pair>,
     ) -> Result<Tensor<T>> {
         let p = self.pool_params("avg_pool2d", kernel.into(), stride.into(), padding.into())?;
-        let data = cpu::avg_pool(&self.cpu()?, &p, false);
-        self.finish_pool(data, p, PoolKind::Avg, Vec::new())
+        let shape = self.pooled_shape(&p);
+        let out = on_device!(self.device(),
+            cuda => Tensor::from_dev(cuda::avg_pool(self, &p, false)?, shape),
+            cpu => Tensor::from_parts(cpu::avg_pool(&self.cpu()?, &p, false), shape, self.device()));
+        self.finish_pool(out, p, PoolKind::Avg, Argmax::None)
     }
 
     /// Adaptive average pooling to `output_size` (as `F.adaptive_avg_pool2d`; NCHW input only):
@@ -193,7 +229,10 @@ impl<T: Float> Tensor<T> {
             oh: o.h,
             ow: o.w,
         };
-        let data = cpu::avg_pool(&self.cpu()?, &p, true);
-        self.finish_pool(data, p, PoolKind::Adaptive, Vec::new())
+        let shape = self.pooled_shape(&p);
+        let out = on_device!(self.device(),
+            cuda => Tensor::from_dev(cuda::avg_pool(self, &p, true)?, shape),
+            cpu => Tensor::from_parts(cpu::avg_pool(&self.cpu()?, &p, true), shape, self.device()));
+        self.finish_pool(out, p, PoolKind::Adaptive, Argmax::None)
     }
 }

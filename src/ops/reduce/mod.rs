@@ -12,6 +12,8 @@
 //!   `linalg.vector_norm`), so a zero vector gets no NaN.
 
 mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 
 use crate::autograd::{Backward, Saved, record};
 use crate::dtype::Float;
@@ -78,15 +80,16 @@ impl<T: Float> Backward<T> for MaxBackward {
         "max_dim"
     }
     fn backward(&self, g: &Tensor<T>, inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
-        let mut dx = vec![T::ZERO; inputs[0].numel()];
-        for (&i, &gv) in self.argmax.iter().zip(g.cpu()?.iter()) {
-            dx[i] += gv;
-        }
-        Ok(vec![Some(Tensor::from_parts(
-            dx,
-            inputs[0].shape().to_vec(),
-            g.device(),
-        ))])
+        let dx = on_device!(g.device(),
+        cuda => cuda::scatter(g, &self.argmax, inputs[0].shape())?,
+        cpu => {
+            let mut dx = vec![T::ZERO; inputs[0].numel()];
+            for (&i, &gv) in self.argmax.iter().zip(g.cpu()?.iter()) {
+                dx[i] += gv;
+            }
+            Tensor::from_parts(dx, inputs[0].shape().to_vec(), g.device())
+        });
+        Ok(vec![Some(dx)])
     }
 }
 
@@ -102,8 +105,13 @@ impl<T: Float> Backward<T> for NormBackward<T> {
     }
     fn backward(&self, g: &Tensor<T>, _inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
         let (x, n) = (self.x.get("norm_dim")?, self.norm.get("norm_dim")?);
-        let dx = cpu::norm_backward(&x.cpu()?, x.shape(), self.dim, &n.cpu()?, &g.cpu()?);
-        Ok(vec![Some(Tensor::from_parts(dx, x.shape().to_vec(), x.device()))])
+        let dx = on_device!(g.device(),
+        cuda => cuda::norm_backward(x, self.dim, n, &g.reshape(n.shape())?)?,
+        cpu => {
+            let dx = cpu::norm_backward(&x.cpu()?, x.shape(), self.dim, &n.cpu()?, &g.cpu()?);
+            Tensor::from_parts(dx, x.shape().to_vec(), x.device())
+        });
+        Ok(vec![Some(dx)])
     }
 }
 
@@ -117,20 +125,28 @@ impl<T: Float> Tensor<T> {
             .filter(|(_, m)| **m)
             .map(|(s, _)| *s)
             .product();
-        let mut data = cpu::sum_dims(&self.cpu()?, self.shape(), &mask);
         let scale = if mean { 1.0 / count as f64 } else { 1.0 };
-        if mean {
-            let s = T::from_f64(scale);
-            // count = 0 gives NaN (0 * inf), as PyTorch's mean of an empty tensor.
-            data.iter_mut().for_each(|v| *v *= s);
-        }
         let kept = kept_shape(self.shape(), &mask);
         let shape = if keepdim {
             kept.clone()
         } else {
             squeezed_shape(self.shape(), &mask)
         };
-        let out = Tensor::from_parts(data, shape, self.device());
+        let out = on_device!(self.device(),
+        cuda => {
+            let s = cuda::sum_dims(self, &mask)?;
+            let s = if mean { crate::autograd::no_grad(|| s.mul_scalar(T::from_f64(scale)))? } else { s };
+            s.reshape(&shape)?.detach()
+        },
+        cpu => {
+            let mut data = cpu::sum_dims(&self.cpu()?, self.shape(), &mask);
+            if mean {
+                let s = T::from_f64(scale);
+                // count = 0 gives NaN (0 * inf), as PyTorch's mean of an empty tensor.
+                data.iter_mut().for_each(|v| *v *= s);
+            }
+            Tensor::from_parts(data, shape, self.device())
+        });
         record(out, &[self], SumBackward { scale, kept, name })
     }
 
@@ -209,7 +225,6 @@ impl<T: Float> Tensor<T> {
                 format!("dim {dim} of {:?} is empty", self.shape()),
             ));
         }
-        let (values, argmax) = cpu::max_dim(&self.cpu()?, self.shape(), dim);
         let mut mask = vec![false; self.ndim()];
         mask[dim] = true;
         let shape = if keepdim {
@@ -217,7 +232,15 @@ impl<T: Float> Tensor<T> {
         } else {
             squeezed_shape(self.shape(), &mask)
         };
-        let out = Tensor::from_parts(values, shape, self.device());
+        let (out, argmax) = on_device!(self.device(),
+        cuda => {
+            let (v, idx) = cuda::max_dim(self, dim)?;
+            (v.reshape(&shape)?.detach(), idx)
+        },
+        cpu => {
+            let (values, argmax) = cpu::max_dim(&self.cpu()?, self.shape(), dim);
+            (Tensor::from_parts(values, shape, self.device()), argmax)
+        });
         record(out, &[self], MaxBackward { argmax })
     }
 
@@ -239,7 +262,9 @@ impl<T: Float> Tensor<T> {
                 format!("dim {dim} of {:?} is empty", self.shape()),
             ));
         }
-        let (_, flat) = cpu::max_dim(&self.cpu()?, self.shape(), dim);
+        let flat = on_device!(self.device(),
+            cuda => cuda::max_dim(self, dim)?.1,
+            cpu => cpu::max_dim(&self.cpu()?, self.shape(), dim).1);
         let (_, size, inner) = crate::shape::split_at_dim(self.shape(), dim);
         Ok(flat.into_iter().map(|f| f / inner % size).collect())
     }
@@ -293,14 +318,15 @@ impl<T: Float> Tensor<T> {
         check_dim("norm_dim", dim, self.shape())?;
         let mut mask = vec![false; self.ndim()];
         mask[dim] = true;
-        let data = cpu::norm_dim(&self.cpu()?, self.shape(), dim);
         let kept = kept_shape(self.shape(), &mask);
         let shape = if keepdim {
             kept.clone()
         } else {
             squeezed_shape(self.shape(), &mask)
         };
-        let norm = Tensor::from_parts(data, kept, self.device());
+        let norm = on_device!(self.device(),
+            cuda => cuda::norm_dim(self, dim)?.reshape(&kept)?.detach(),
+            cpu => Tensor::from_parts(cpu::norm_dim(&self.cpu()?, self.shape(), dim), kept, self.device()));
         let out = if keepdim {
             norm.clone()
         } else {

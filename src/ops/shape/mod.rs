@@ -12,6 +12,8 @@
 //!   positions, so its gradient is the sum over them: `sum_to(grad, input.shape)`.
 
 pub(crate) mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
 
 use crate::autograd::{Backward, record};
 use crate::dtype::Float;
@@ -132,8 +134,9 @@ impl<T: Float> Tensor<T> {
             ));
         }
         let shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
-        let data = cpu::permute(&self.cpu()?, self.shape(), perm);
-        let out = Tensor::from_parts(data, shape, self.device());
+        let out = on_device!(self.device(),
+            cuda => cuda::permute(self, perm)?,
+            cpu => Tensor::from_parts(cpu::permute(&self.cpu()?, self.shape(), perm), shape, self.device()));
         let mut inverse = vec![0; rank];
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
@@ -175,8 +178,9 @@ impl<T: Float> Tensor<T> {
                 format!("cannot expand {:?} to {shape:?}", self.shape()),
             ));
         }
-        let data = cpu::expand(&self.cpu()?, self.shape(), shape);
-        let out = Tensor::from_parts(data, shape.to_vec(), self.device());
+        let out = on_device!(self.device(),
+            cuda => cuda::expand(self, shape)?,
+            cpu => Tensor::from_parts(cpu::expand(&self.cpu()?, self.shape(), shape), shape.to_vec(), self.device()));
         record(out, &[self], ExpandBackward)
     }
 }

@@ -18,6 +18,8 @@
 //! pass instead of a graph of exp / mul / sum nodes.
 
 mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 
 use crate::autograd::{Backward, Saved, record};
 use crate::dtype::Float;
@@ -38,8 +40,10 @@ impl<T: Float> Backward<T> for SoftmaxBackward<T> {
 
     fn backward(&self, g: &Tensor<T>, _inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
         let y = self.y.get(self.name())?;
-        let dx = cpu::backward(&y.cpu()?, &g.cpu()?, self.p);
-        Ok(vec![Some(Tensor::from_parts(dx, g.shape().to_vec(), g.device()))])
+        let dx = on_device!(g.device(),
+            cuda => cuda::backward(y, g, self.p)?,
+            cpu => Tensor::from_parts(cpu::backward(&y.cpu()?, &g.cpu()?, self.p), g.shape().to_vec(), g.device()));
+        Ok(vec![Some(dx)])
     }
 }
 
@@ -60,8 +64,9 @@ impl<T: Float> Tensor<T> {
             inner,
             log,
         };
-        let data = cpu::forward(&self.cpu()?, p);
-        let out = Tensor::from_parts(data, self.shape().to_vec(), self.device());
+        let out = on_device!(self.device(),
+            cuda => cuda::forward(self, p)?,
+            cpu => Tensor::from_parts(cpu::forward(&self.cpu()?, p), self.shape().to_vec(), self.device()));
         record(out.clone(), &[self], SoftmaxBackward { y: Saved::new(&out), p })
     }
 

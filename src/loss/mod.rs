@@ -27,6 +27,9 @@
 //! hand-written backward is the "pick `-log p[i, t_i]`" step of the negative log-likelihood,
 //! which scatters `-g[i]` back to position `(i, t_i)`.
 
+#[cfg(feature = "cuda")]
+mod cuda;
+
 use crate::autograd::{Backward, record};
 use crate::dtype::Float;
 use crate::{Error, Result, Tensor};
@@ -97,15 +100,16 @@ impl<T: Float> Backward<T> for NllPickBackward {
         "nll_pick"
     }
     fn backward(&self, g: &Tensor<T>, inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
-        let mut dx = vec![T::ZERO; inputs[0].numel()];
-        for (i, (&t, &gi)) in self.targets.iter().zip(g.cpu()?.iter()).enumerate() {
-            dx[i * self.classes + t] = -gi;
-        }
-        Ok(vec![Some(Tensor::from_parts(
-            dx,
-            inputs[0].shape().to_vec(),
-            g.device(),
-        ))])
+        let dx = on_device!(g.device(),
+        cuda => cuda::nll_backward(g, &self.targets, inputs[0].shape())?,
+        cpu => {
+            let mut dx = vec![T::ZERO; inputs[0].numel()];
+            for (i, (&t, &gi)) in self.targets.iter().zip(g.cpu()?.iter()).enumerate() {
+                dx[i * self.classes + t] = -gi;
+            }
+            Tensor::from_parts(dx, inputs[0].shape().to_vec(), g.device())
+        });
+        Ok(vec![Some(dx)])
     }
 }
 
@@ -113,11 +117,15 @@ impl<T: Float> Backward<T> for NllPickBackward {
 /// log-likelihood per sample. d/dlogp[i, j] = -g[i] if j = t_i else 0.
 #[track_caller]
 fn nll_pick<T: Float>(logp: &Tensor<T>, targets: &[usize], classes: usize) -> Result<Tensor<T>> {
-    let data: Vec<T> = {
-        let lp = logp.cpu()?;
-        targets.iter().enumerate().map(|(i, &t)| -lp[i * classes + t]).collect()
-    };
-    let out = Tensor::from_parts(data, vec![targets.len()], logp.device());
+    let out = on_device!(logp.device(),
+    cuda => cuda::nll_pick(logp, targets, classes)?,
+    cpu => {
+        let data: Vec<T> = {
+            let lp = logp.cpu()?;
+            targets.iter().enumerate().map(|(i, &t)| -lp[i * classes + t]).collect()
+        };
+        Tensor::from_parts(data, vec![targets.len()], logp.device())
+    });
     record(
         out,
         &[logp],

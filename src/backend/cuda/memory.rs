@@ -1,0 +1,246 @@
+//! Device memory: [`DevBuf`] (an owned, typed device allocation) and the caching allocator
+//! behind it. Freed buffers go back to a free list of their size class, and the next request of
+//! that class reuses one, so a training loop that repeats the same shapes makes no `cuMemAlloc`
+//! call after its first step. Reuse is safe because all of a device's work runs on one stream:
+//! a kernel that will write a reused buffer is queued after every kernel that read it before.
+
+use super::{Gpu, check};
+use crate::{Error, Result};
+use cust::sys::{
+    cuMemAlloc_v2, cuMemFree_v2, cuMemcpyDtoDAsync_v2, cuMemcpyDtoHAsync_v2, cuMemcpyHtoDAsync_v2, cuMemsetD8Async,
+};
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Mutex;
+
+/// An owned device allocation of `len` elements of `T` on one GPU, returned to the caching
+/// allocator when dropped.
+pub(crate) struct DevBuf<T: Copy> {
+    ptr: u64,
+    len: usize,
+    class: usize,
+    gpu: &'static Gpu,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: a device pointer and a reference to the process-wide `Gpu`; every use goes through
+// the device's stream with its context bound first.
+unsafe impl<T: Copy> Send for DevBuf<T> {}
+unsafe impl<T: Copy> Sync for DevBuf<T> {}
+
+impl<T: Copy> DevBuf<T> {
+    /// The device address (a kernel's pointer argument).
+    pub(crate) fn ptr(&self) -> u64 {
+        self.ptr
+    }
+    /// Number of elements.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+    /// The GPU holding it.
+    pub(crate) fn gpu(&self) -> &'static Gpu {
+        self.gpu
+    }
+}
+
+impl<T: Copy> Drop for DevBuf<T> {
+    fn drop(&mut self) {
+        // The context is made current even here: the last handle may be dropped on any thread.
+        let _ = self.gpu.bind();
+        self.gpu.pool.release(self.class, self.ptr);
+    }
+}
+
+#[derive(Default)]
+struct PoolInner {
+    free: HashMap<usize, Vec<u64>>,
+    allocs: u64,
+    in_use: u64,
+    cached: u64,
+}
+
+/// The size-bucketed caching allocator of one device.
+#[derive(Default)]
+pub(crate) struct Pool {
+    inner: Mutex<PoolInner>,
+}
+
+/// The size class of a request: at least 512 bytes, else rounded up to one of 8 steps per power
+/// of two (at most 12.5% slack), so that slightly different sizes share free lists.
+fn size_class(bytes: usize) -> Option<usize> {
+    if bytes <= 512 {
+        return Some(512);
+    }
+    let top = usize::BITS - 1 - bytes.leading_zeros(); // 2^top <= bytes
+    let step = 1usize << (top - 3);
+    bytes.checked_add(step - 1).map(|b| b / step * step)
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn release(&self, class: usize, ptr: u64) {
+        let mut p = self.lock();
+        p.in_use -= class as u64;
+        p.cached += class as u64;
+        p.free.entry(class).or_default().push(ptr);
+    }
+
+    /// Frees every cached block (before retrying an allocation that ran out of memory).
+    fn trim(&self) {
+        let mut p = self.lock();
+        for (class, ptrs) in p.free.drain().collect::<Vec<_>>() {
+            for ptr in ptrs {
+                // SAFETY: a block this pool allocated and nobody holds.
+                let _ = unsafe { cuMemFree_v2(ptr) };
+                p.cached -= class as u64;
+            }
+        }
+    }
+
+    pub(crate) fn stats(&self) -> super::public::MemoryStats {
+        let p = self.lock();
+        super::public::MemoryStats {
+            device_allocs: p.allocs,
+            bytes_in_use: p.in_use,
+            bytes_cached: p.cached,
+        }
+    }
+}
+
+impl Gpu {
+    /// `len` uninitialised elements of `T`.
+    pub(crate) fn alloc<T: Copy>(&'static self, len: usize) -> Result<DevBuf<T>> {
+        let bytes = len
+            .checked_mul(size_of::<T>())
+            .and_then(size_class)
+            .ok_or_else(|| Error::OutOfMemory {
+                msg: format!(
+                    "cannot allocate {len} elements on cuda:{}: the size overflows",
+                    self.ordinal
+                ),
+            })?;
+        self.bind()?;
+        let reused = {
+            let mut p = self.pool.lock();
+            let hit = p.free.get_mut(&bytes).and_then(|v| v.pop());
+            if hit.is_some() {
+                p.cached -= bytes as u64;
+                p.in_use += bytes as u64;
+            }
+            hit
+        };
+        let ptr = match reused {
+            Some(ptr) => ptr,
+            None => {
+                let mut ptr = 0u64;
+                // SAFETY: plain driver call with an out-pointer.
+                let mut r = unsafe { cuMemAlloc_v2(&mut ptr, bytes) };
+                if r == cust::sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY {
+                    self.pool.trim();
+                    r = unsafe { cuMemAlloc_v2(&mut ptr, bytes) };
+                }
+                check(&format!("cuMemAlloc({bytes} bytes) on cuda:{}", self.ordinal), r)?;
+                let mut p = self.pool.lock();
+                p.allocs += 1;
+                p.in_use += bytes as u64;
+                ptr
+            }
+        };
+        Ok(DevBuf {
+            ptr,
+            len,
+            class: bytes,
+            gpu: self,
+            _t: PhantomData,
+        })
+    }
+
+    /// `len` elements, all bits zero (0.0 for floats, 0 for indices).
+    pub(crate) fn zeros<T: Copy>(&'static self, len: usize) -> Result<DevBuf<T>> {
+        let b = self.alloc::<T>(len)?;
+        if len > 0 {
+            // SAFETY: writes within the allocation, on this device's stream.
+            let r = unsafe { cuMemsetD8Async(b.ptr, 0, len * size_of::<T>(), self.stream()) };
+            check("cuMemsetD8Async", r)?;
+        }
+        Ok(b)
+    }
+
+    /// A device copy of `data`.
+    pub(crate) fn upload<T: Copy>(&'static self, data: &[T]) -> Result<DevBuf<T>> {
+        let b = self.alloc::<T>(data.len())?;
+        self.write(&b, data)?;
+        Ok(b)
+    }
+
+    /// Overwrites `dst` (same length) with `data`; returns when the copy is done.
+    pub(crate) fn write<T: Copy>(&'static self, dst: &DevBuf<T>, data: &[T]) -> Result<()> {
+        assert_eq!(dst.len, data.len(), "upload length");
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: `data` is live and `dst` holds its size; synchronised before returning, so
+        // the host buffer outlives the copy.
+        let r = unsafe { cuMemcpyHtoDAsync_v2(dst.ptr, data.as_ptr().cast(), size_of_val(data), self.stream()) };
+        check("cuMemcpyHtoDAsync", r)?;
+        self.synchronize("cuMemcpyHtoDAsync")
+    }
+
+    /// A host copy of `src` (waits for the work queued before it).
+    pub(crate) fn download<T: Copy + Default>(&'static self, src: &DevBuf<T>) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        out.try_reserve_exact(src.len).map_err(|_| Error::OutOfMemory {
+            msg: format!("cannot allocate {} host elements for a download", src.len),
+        })?;
+        out.resize(src.len, T::default());
+        if src.len == 0 {
+            return Ok(out);
+        }
+        self.bind()?;
+        // SAFETY: `out` holds `src.len` elements and lives until the synchronize below.
+        let r = unsafe {
+            cuMemcpyDtoHAsync_v2(
+                out.as_mut_ptr().cast(),
+                src.ptr,
+                src.len * size_of::<T>(),
+                self.stream(),
+            )
+        };
+        check("cuMemcpyDtoHAsync", r)?;
+        self.synchronize("cuMemcpyDtoHAsync")?;
+        Ok(out)
+    }
+
+    /// A new device copy of `src`.
+    pub(crate) fn duplicate<T: Copy>(&'static self, src: &DevBuf<T>) -> Result<DevBuf<T>> {
+        let b = self.alloc::<T>(src.len)?;
+        if src.len > 0 {
+            // SAFETY: both allocations hold `len` elements; queued on this device's stream.
+            let r = unsafe { cuMemcpyDtoDAsync_v2(b.ptr, src.ptr, src.len * size_of::<T>(), self.stream()) };
+            check("cuMemcpyDtoDAsync", r)?;
+        }
+        Ok(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_class;
+
+    #[test]
+    fn size_classes_bound_the_slack_and_cover_the_request() {
+        assert_eq!(size_class(1), Some(512));
+        assert_eq!(size_class(512), Some(512));
+        for bytes in [513usize, 1000, 4096, 4097, 123_457, 1 << 30, (1 << 30) + 1] {
+            let c = size_class(bytes).unwrap();
+            assert!(c >= bytes && (c - bytes) * 8 <= bytes, "{bytes} -> {c}");
+            // a class maps to itself, so a freed block serves the same class again
+            assert_eq!(size_class(c), Some(c));
+        }
+        assert_eq!(size_class(usize::MAX), None);
+    }
+}

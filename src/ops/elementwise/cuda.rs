@@ -1,0 +1,123 @@
+//! CUDA launchers of the elementwise family (kernels in kernels/elementwise.cu). The op codes
+//! below are the `switch` cases of those kernels.
+
+use super::{BinaryOp, UnaryOp};
+use crate::backend::cuda::{Strided, arg, float_arg, gpu};
+use crate::dtype::Float;
+use crate::shape::{broadcast_strides, numel};
+use crate::{Device, Result, Tensor};
+
+fn ordinal<T: Float>(t: &Tensor<T>) -> usize {
+    match t.device() {
+        Device::Cuda(n) => n,
+        Device::Cpu => unreachable!("CUDA launcher called for a CPU tensor"),
+    }
+}
+
+fn binary_code(op: BinaryOp) -> i64 {
+    match op {
+        BinaryOp::Add => 0,
+        BinaryOp::Sub => 1,
+        BinaryOp::Mul => 2,
+        BinaryOp::Div => 3,
+    }
+}
+
+/// (code, scalar parameter) of a unary op.
+fn unary_code<T: Float>(op: UnaryOp<T>) -> (i64, T) {
+    match op {
+        UnaryOp::Neg => (0, T::ZERO),
+        UnaryOp::Exp => (1, T::ZERO),
+        UnaryOp::Log => (2, T::ZERO),
+        UnaryOp::Sqrt => (3, T::ZERO),
+        UnaryOp::Abs => (4, T::ZERO),
+        UnaryOp::Relu => (5, T::ZERO),
+        UnaryOp::Tanh => (6, T::ZERO),
+        UnaryOp::Sigmoid => (7, T::ZERO),
+        UnaryOp::Powf(p) => (8, p),
+        UnaryOp::ClampMin(m) => (9, m),
+        UnaryOp::AddScalar(s) => (10, s),
+        UnaryOp::MulScalar(s) => (11, s),
+    }
+}
+
+/// `a op b` over the broadcast shape `out_shape`.
+pub(crate) fn binary<T: Float>(op: BinaryOp, a: &Tensor<T>, b: &Tensor<T>, out_shape: &[usize]) -> Result<Tensor<T>> {
+    let g = gpu(ordinal(a))?;
+    let (da, db) = (a.dev()?, b.dev()?);
+    let n = numel(out_shape);
+    let out = g.alloc::<T>(n)?;
+    let contiguous = i64::from(a.shape() == out_shape && b.shape() == out_shape);
+    let sa = Strided::new("binary", out_shape, &broadcast_strides(a.shape(), out_shape))?;
+    let sb = Strided::new("binary", out_shape, &broadcast_strides(b.shape(), out_shape))?;
+    let (code, ni, pa, pb, po) = (binary_code(op), n as i64, da.ptr(), db.ptr(), out.ptr());
+    if n > 0 {
+        g.launch::<T>(
+            "elementwise",
+            "binary",
+            n,
+            &[
+                arg(&code),
+                arg(&pa),
+                arg(&pb),
+                arg(&po),
+                arg(&ni),
+                arg(&contiguous),
+                arg(&sa),
+                arg(&sb),
+            ],
+        )?;
+    }
+    Ok(Tensor::from_dev(out, out_shape.to_vec()))
+}
+
+/// `f(x)` elementwise.
+pub(crate) fn unary<T: Float>(op: UnaryOp<T>, x: &Tensor<T>) -> Result<Tensor<T>> {
+    let g = gpu(ordinal(x))?;
+    let dx = x.dev()?;
+    let n = x.numel();
+    let out = g.alloc::<T>(n)?;
+    let (code, p) = unary_code(op);
+    let (px, po, ni) = (dx.ptr(), out.ptr(), n as i64);
+    if n > 0 {
+        g.launch::<T>(
+            "elementwise",
+            "unary",
+            n,
+            &[arg(&code), arg(&px), arg(&po), arg(&ni), float_arg(&p)],
+        )?;
+    }
+    Ok(Tensor::from_dev(out, x.shape().to_vec()))
+}
+
+/// dL/dx of a unary op from the input, the output and dL/dy.
+pub(crate) fn unary_backward<T: Float>(
+    op: UnaryOp<T>,
+    x: &Tensor<T>,
+    y: &Tensor<T>,
+    gy: &Tensor<T>,
+) -> Result<Tensor<T>> {
+    let g = gpu(ordinal(gy))?;
+    let (bx, by, bg) = (x.dev()?, y.dev()?, gy.dev()?);
+    let n = gy.numel();
+    let out = g.alloc::<T>(n)?;
+    let (code, p) = unary_code(op);
+    let (px, py, pg, po, ni) = (bx.ptr(), by.ptr(), bg.ptr(), out.ptr(), n as i64);
+    if n > 0 {
+        g.launch::<T>(
+            "elementwise",
+            "unary_backward",
+            n,
+            &[
+                arg(&code),
+                arg(&px),
+                arg(&py),
+                arg(&pg),
+                arg(&po),
+                arg(&ni),
+                float_arg(&p),
+            ],
+        )?;
+    }
+    Ok(Tensor::from_dev(out, gy.shape().to_vec()))
+}
