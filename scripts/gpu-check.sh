@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The second half of the GPU check, run ON THE GPU MACHINE (CUDA 13.0 driver, toolkit, PyTorch;
+# no Rust, no network) over the binaries scripts/gpu-build.sh left in target/gpu-bundle:
+#   1. every CUDA test (CUDA vs CPU for every op, gradcheck on the GPU, a ResNet step, the
+#      allocator, the error paths);
+#   2. GEMM GFLOP/s and ResNet-20 / ResNet-50 training steps, ours and PyTorch eager's;
+#   3. a short `--device cuda` run of the ResNet example (synthetic data);
+# then a summary. About 4 minutes on one H200. Writes logs under $OUT (or out/gpu-check).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+B=target/gpu-bundle
+OUT=${OUT:-out/gpu-check}
+mkdir -p "$OUT"
+# The real libraries: the toolkit's cuBLAS and the driver's libcuda (never the stubs).
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+ldd "$B/cuda_ops" | grep -E "libcuda|libcublas" | tee "$OUT/libs.txt"
+if grep -q cuda-stubs "$OUT/libs.txt"; then echo "the stub libraries are on the path: refusing"; exit 1; fi
+
+echo "== 1. CUDA tests"
+t0=$(date +%s)
+timeout 150 "$B/cuda_ops" --test-threads 4 2>&1 | tee "$OUT/tests.log" | grep -E "^test |test result|panicked|skipping"
+tests_rc=${PIPESTATUS[0]}
+tests_s=$(( $(date +%s) - t0 ))
+
+echo "== 2. benchmarks"
+timeout 90 "$B/cuda_bench" 2>&1 | tee "$OUT/bench.txt"
+timeout 90 python3 scripts/gpu_torch_bench.py 2>&1 | tee "$OUT/torch.txt"
+
+echo "== 3. the example on the GPU"
+timeout 60 "$B/resnet" --device cuda --dataset synthetic --loss cosine-xent --epochs 2 --per-class 50 \
+  --eval-every 2 --out "$OUT/resnet" 2>&1 | tail -n 5 | tee "$OUT/example.txt"
+example_rc=${PIPESTATUS[0]}
+
+echo
+echo "== summary"
+echo "| check | result |"
+echo "|---|---|"
+echo "| GPU | $(cat "$OUT/gpu.txt") |"
+echo "| CUDA tests | $(grep -E '^test result' "$OUT/tests.log" | tail -n 1) (exit $tests_rc, ${tests_s} s) |"
+echo "| skipped tests (must be 0) | $(grep -c 'skipping' "$OUT/tests.log") |"
+echo "| example --device cuda | exit $example_rc: $(grep -E 'top-1' "$OUT/example.txt" | tail -n 1) |"
+echo
+echo "ours (smallgrad):"; grep -E '^\|' "$OUT/bench.txt"
+echo "PyTorch:"; grep -E '^\|' "$OUT/torch.txt"
