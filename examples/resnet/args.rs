@@ -27,7 +27,7 @@ FLAGS:
   --schedule NAME      cosine (default) | step | sgdr | constant
   --seed S             seed of subset, init, shuffling and augmentation (default 0)
   --threads N          rayon threads (default: all cores)
-  --device NAME        cpu (default) | cuda (needs a build with the CUDA backend)
+  --device NAME        cpu (default) | cuda (needs `--features cuda` and a GPU)
   --eval-every N       evaluate on the test set every N epochs (default: 10, and the last epoch)
   --test-limit N       evaluate on the first N test images only (default: the full test set)
   --val-per-class V    hold out V further training-pool images per class (disjoint from the

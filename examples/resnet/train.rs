@@ -167,6 +167,7 @@ fn evaluate(
     kind: LossKind,
     ds: &Dataset,
     norm: &Normalization,
+    device: Device,
 ) -> Result<f64> {
     model.set_training(false);
     if let Some(h) = head.as_mut() {
@@ -176,7 +177,7 @@ fn evaluate(
     let result = no_grad(|| -> Result<()> {
         for start in (0..ds.len()).step_by(500) {
             let end = (start + 500).min(ds.len());
-            let x = batch_tensor(ds, start..end, norm)?;
+            let x = batch_tensor(ds, start..end, norm)?.to_device(device)?;
             let logits = model.forward(&x)?;
             let scores = match (kind, head.as_ref()) {
                 (LossKind::CosineXentHead, Some(h)) => h.forward(&logits.normalize(1, 1e-12)?)?,
@@ -323,7 +324,14 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
         flip: args.dataset != "mnist",
     };
 
+    let device = if args.device == "cuda" {
+        Device::Cuda(0)
+    } else {
+        Device::Cpu
+    };
     let model = build_model(args, train.channels(), classes)?;
+    // Built (and seeded) on the CPU, then moved: the same initial weights on every device.
+    smallgrad::nn::to_device(&model, device)?;
     let momentum = 0.9;
     let opt = Sgd::new(
         model.parameters(),
@@ -335,7 +343,10 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
         },
     )?;
     let head = if kind == LossKind::CosineXentHead {
-        Some(Head::new(classes, args.seed)?)
+        let h = Head::new(classes, args.seed)?;
+        smallgrad::nn::to_device(&h.bn, device)?;
+        smallgrad::nn::to_device(&h.fc, device)?;
+        Some(h)
     } else {
         None
     };
@@ -397,6 +408,7 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
         let mut lr = args.lr;
         for (step, (x, y)) in batches.enumerate() {
             let step_start = Instant::now();
+            let x = x.to_device(device)?;
             lr = sched.lr_at(t.epoch as f64 + step as f64 / steps as f64);
             t.opt.set_lr(lr);
             let logits = t.model.forward(&x)?;
@@ -446,7 +458,7 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
                 args.epochs,
                 test.len()
             );
-            let a = evaluate(&mut t.model, &mut t.head, kind, &test, &norm)?;
+            let a = evaluate(&mut t.model, &mut t.head, kind, &test, &norm, device)?;
             test_acc = a;
             Some(a)
         } else {
