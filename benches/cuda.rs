@@ -12,10 +12,8 @@
 mod common;
 
 use common::median_secs;
-use smallgrad::loss::{CosineLoss, Reduction};
 use smallgrad::nn::resnet::{CifarResNetConfig, ResNetConfig, cifar_resnet, resnet50};
 use smallgrad::nn::{self, Module};
-use smallgrad::optim::{Sgd, SgdConfig};
 use smallgrad::{Device, Float, Tensor};
 
 fn sync(dev: Device) {
@@ -41,20 +39,7 @@ fn gemm<T: Float>(dev: Device, n: usize) -> f64 {
 
 fn step_time(dev: Device, model: &dyn Module<f32>, input: &[usize], classes: usize, reps: usize) -> f64 {
     nn::to_device(model, dev).unwrap();
-    let mut opt = Sgd::new(
-        model.parameters(),
-        SgdConfig {
-            lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 5e-4,
-            ..SgdConfig::default()
-        },
-    )
-    .unwrap();
-    let loss = CosineLoss {
-        xent: 0.1,
-        reduction: Reduction::Mean,
-    };
+    let (loss, mut opt) = common::seed_training(model.parameters()).unwrap();
     let x = Tensor::<f32>::randn(input, 1, Device::Cpu)
         .unwrap()
         .to_device(dev)

@@ -10,10 +10,8 @@
 mod common;
 
 use common::{bench_threads, median_secs, proc_status_mib, record, reset_peak_rss, with_threads};
-use smallgrad::loss::{CosineLoss, Reduction};
 use smallgrad::nn::Module;
 use smallgrad::nn::resnet::{CifarResNetConfig, cifar_resnet};
-use smallgrad::optim::{Sgd, SgdConfig};
 use smallgrad::{Device, Tensor, no_grad};
 
 fn main() {
@@ -26,20 +24,7 @@ fn main() {
         seed: 0,
     };
     let mut model = cifar_resnet::<f32>(20, &cfg).expect("resnet20");
-    let loss = CosineLoss {
-        xent: 0.1,
-        reduction: Reduction::Mean,
-    };
-    let mut opt = Sgd::new(
-        model.parameters(),
-        SgdConfig {
-            lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 5e-4,
-            ..SgdConfig::default()
-        },
-    )
-    .expect("sgd");
+    let (loss, mut opt) = common::seed_training(model.parameters()).expect("sgd");
     let x = Tensor::<f32>::randn(&[64, 1, 28, 28], 1, Device::Cpu).unwrap();
     let targets: Vec<usize> = (0..64).map(|i| (i * 7) % 10).collect();
     let x_inf = Tensor::<f32>::randn(&[256, 1, 28, 28], 2, Device::Cpu).unwrap();

@@ -8,24 +8,20 @@ synchronised steps. Prints markdown tables in the format of the Rust bench.
 """
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
-from compare_pytorch import ResNet20, cosine_loss  # noqa: E402
+from compare_pytorch import ResNet20, cosine_loss, median_secs  # noqa: E402
 
 
 def median(warmup, reps, f):
-    for _ in range(warmup):
-        f()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
+    """Median seconds of f, each call synchronised (CUDA launches are asynchronous)."""
+
+    def synced():
         f()
         torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return times[len(times) // 2]
+
+    return median_secs(warmup, reps, synced)
 
 
 def gemm(n, dtype):

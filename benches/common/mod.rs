@@ -2,8 +2,31 @@
 //! `scripts/compare_pytorch.py` reads.
 #![allow(dead_code)] // each bench uses a subset
 
+use smallgrad::loss::{CosineLoss, Reduction};
+use smallgrad::optim::{Sgd, SgdConfig};
+use smallgrad::{Result, Tensor};
 use std::io::Write;
 use std::time::Instant;
+
+/// The training setup every step benchmark (and scripts/compare_pytorch.py,
+/// scripts/gpu_torch_bench.py) uses: the seed's cosine loss with cross-entropy weight 0.1, and
+/// SGD with momentum 0.9, weight decay 5e-4, lr 0.05.
+pub fn seed_training(params: Vec<Tensor<f32>>) -> Result<(CosineLoss, Sgd<f32>)> {
+    let loss = CosineLoss {
+        xent: 0.1,
+        reduction: Reduction::Mean,
+    };
+    let opt = Sgd::new(
+        params,
+        SgdConfig {
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            ..SgdConfig::default()
+        },
+    )?;
+    Ok((loss, opt))
+}
 
 /// Median wall time in seconds of `reps` calls of `f` after `warmup` calls.
 pub fn median_secs(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
