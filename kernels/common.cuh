@@ -12,14 +12,23 @@ typedef long long i64;
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)blockDim.x * gridDim.x)
 
 // Instantiates template kernel `name<T>` as extern "C" name_f32 and name_f64. PARAMS may use T.
+// In the host build (kernels/host_emulation.h) each is also registered under that name.
+#ifdef SMALLGRAD_HOST_EMULATION
+#define REGISTER(fn) \
+    static smallgrad_host::Registrar registrar(#fn, [](void** a) { smallgrad_host::call(&fn, a); });
+#else
+#define REGISTER(fn)
+#endif
 #define EXPORT(name, PARAMS, ARGS)                                                     \
     namespace ns_f32_##name {                                                          \
     typedef float T;                                                                   \
     extern "C" __global__ void name##_f32 PARAMS { name<T> ARGS; }                     \
+    REGISTER(name##_f32)                                                               \
     }                                                                                  \
     namespace ns_f64_##name {                                                          \
     typedef double T;                                                                  \
     extern "C" __global__ void name##_f64 PARAMS { name<T> ARGS; }                     \
+    REGISTER(name##_f64)                                                               \
     }
 
 // Up to 8 dims of a strided view: element i of the (row-major) `shape` reads
@@ -44,7 +53,7 @@ __device__ __forceinline__ i64 strided_offset(const Strided& s, i64 i) {
 // tree order: deterministic, no atomics. Every thread gets the result.
 template <typename T>
 __device__ T block_sum(T v) {
-    __shared__ __align__(8) unsigned char raw[1024 * sizeof(double)];
+    __shared__ double raw[1024];  // room for 1024 values of T <= double, suitably aligned
     T* sh = reinterpret_cast<T*>(raw);
     sh[threadIdx.x] = v;
     __syncthreads();

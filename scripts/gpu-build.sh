@@ -21,11 +21,13 @@ for l in sys.stdin:
         print(m["executable"])' "$1" | tail -n 1
 }
 tests=$(cargo test --release --features cuda --test cuda_ops --no-run --message-format=json | exe cuda_ops)
+alloc=$(cargo test --release --features cuda --test cuda_allocator --no-run --message-format=json | exe cuda_allocator)
 bench=$(cargo bench --features cuda --bench cuda --no-run --message-format=json | exe cuda)
 cargo build --release --features cuda --example resnet
 out=target/gpu-bundle
 rm -rf "$out" && mkdir -p "$out"
 cp "$tests" "$out/cuda_ops"
+cp "$alloc" "$out/cuda_allocator"
 cp "$bench" "$out/cuda_bench"
 cp target/release/examples/resnet "$out/resnet"
 strip "$out"/*

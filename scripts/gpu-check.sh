@@ -19,8 +19,10 @@ if grep -q cuda-stubs "$OUT/libs.txt"; then echo "the stub libraries are on the 
 
 echo "== 1. CUDA tests"
 t0=$(date +%s)
-timeout 150 "$B/cuda_ops" --test-threads 4 2>&1 | tee "$OUT/tests.log" | grep -E "^test |test result|panicked|skipping"
+timeout 120 "$B/cuda_ops" --test-threads 4 2>&1 | tee "$OUT/tests.log" | grep -E "^test |test result|panicked|skipping"
 tests_rc=${PIPESTATUS[0]}
+timeout 60 "$B/cuda_allocator" 2>&1 | tee -a "$OUT/tests.log" | grep -E "^test |test result|panicked|skipping"
+[ "${PIPESTATUS[0]}" -eq 0 ] || tests_rc=1
 tests_s=$(( $(date +%s) - t0 ))
 
 echo "== 2. benchmarks"
@@ -37,7 +39,7 @@ echo "== summary"
 echo "| check | result |"
 echo "|---|---|"
 echo "| GPU | $(cat "$OUT/gpu.txt") |"
-echo "| CUDA tests | $(grep -E '^test result' "$OUT/tests.log" | tail -n 1) (exit $tests_rc, ${tests_s} s) |"
+echo "| CUDA tests | $(grep -E '^test result' "$OUT/tests.log" | tr '\n' ' ') (exit $tests_rc, ${tests_s} s) |"
 echo "| skipped tests (must be 0) | $(grep -c 'skipping' "$OUT/tests.log") |"
 echo "| example --device cuda | exit $example_rc: $(grep -E 'top-1' "$OUT/example.txt" | tail -n 1) |"
 echo

@@ -24,9 +24,9 @@
 /// dispatch. Without the feature the CUDA expression is compiled out.
 macro_rules! on_device {
     ($dev:expr, cuda => $cuda:expr, cpu => $cpu:expr $(,)?) => {{
-        #[cfg(feature = "cuda")]
+        #[cfg(gpu)]
         let r = if $dev != $crate::Device::Cpu { $cuda } else { $cpu };
-        #[cfg(not(feature = "cuda"))]
+        #[cfg(not(gpu))]
         let r = $cpu;
         r
     }};
@@ -55,7 +55,7 @@ pub mod viz;
 
 pub use autograd::no_grad;
 /// The CUDA backend's public helpers (feature `cuda`): allocator counters and synchronisation.
-#[cfg(feature = "cuda")]
+#[cfg(gpu)]
 pub use backend::cuda::public as cuda;
 pub use device::Device;
 pub use dtype::Float;

@@ -7,15 +7,15 @@
 //!
 //! Without a GPU (or against the CI's stub libraries) each test prints one line,
 //! `no CUDA device: skipping <test> (...)`, and returns.
-#![cfg(feature = "cuda")]
+#![cfg(any(feature = "cuda", feature = "cuda-emulator"))]
 
 mod common;
 
+use common::cuda::{gpu, tiny_resnet};
 use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 use smallgrad::loss::{CosineLoss, Reduction, cross_entropy};
-use smallgrad::nn::resnet::{CifarResNetConfig, cifar_resnet};
 use smallgrad::nn::{self, Module};
 use smallgrad::optim::{Sgd, SgdConfig, clip_grad_norm};
 use smallgrad::{Device, Error, Float, GradcheckOptions, Result, Rng, Tensor, gradcheck, no_grad};
@@ -23,17 +23,6 @@ use smallgrad::{Device, Error, Float, GradcheckOptions, Result, Rng, Tensor, gra
 const CASES: u32 = 48;
 const F64_TOL: (f64, f64) = (1e-11, 1e-11); // (rtol, atol)
 const F32_TOL: (f64, f64) = (1e-5, 1e-5);
-
-/// The GPU, or `None` after printing the skip line.
-fn gpu(test: &str) -> Option<Device> {
-    match Device::Cuda(0).check_available() {
-        Ok(()) => Some(Device::Cuda(0)),
-        Err(e) => {
-            println!("no CUDA device: skipping {test} ({e})");
-            None
-        }
-    }
-}
 
 /// Runs `f` on `cases` values of `strategy` (after the GPU check).
 fn run_cases<S: Strategy>(
@@ -605,20 +594,6 @@ fn sgd_steps_and_clipping() {
     );
 }
 
-fn tiny_resnet(device: Device) -> Result<smallgrad::nn::resnet::ResNet<f32>> {
-    let m = cifar_resnet(
-        20,
-        &CifarResNetConfig {
-            in_channels: 1,
-            num_classes: 10,
-            width: 1,
-            seed: 7,
-        },
-    )?;
-    nn::to_device(&m, device)?;
-    Ok(m)
-}
-
 /// One training step of ResNet-20 (f32, batch 8, 12x12x1): loss, every parameter after the
 /// step and the running statistics agree between the devices.
 #[test]
@@ -654,47 +629,6 @@ fn resnet_training_step_matches_the_cpu() {
         let s: Vec<f64> = b.iter().map(|v| v.abs() + 1.0).collect();
         close(&format!("state tensor {i}"), a, b, &s, (1e-3, 1e-4)).unwrap();
     }
-}
-
-/// After a warm-up step, 100 more training steps make no `cuMemAlloc` call: the caching
-/// allocator serves every buffer from its free lists.
-#[test]
-fn allocator_reuses_memory_across_steps() {
-    let Some(dev) = gpu("allocator_reuses_memory_across_steps") else {
-        return;
-    };
-    let model = tiny_resnet(dev).unwrap();
-    let mut opt = Sgd::new(
-        model.parameters(),
-        SgdConfig {
-            lr: 0.05,
-            momentum: 0.9,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut rng = Rng::new(5);
-    let x = to_f32(&normal(&[8, 1, 12, 12], &mut rng)).to_device(dev).unwrap();
-    let y = targets(8, 10, &mut rng);
-    let mut step = || -> Result<()> {
-        opt.zero_grad();
-        cross_entropy(&model.forward(&x)?, &y, Reduction::Mean)?.backward()?;
-        opt.step()
-    };
-    for _ in 0..2 {
-        step().unwrap();
-    }
-    let before = smallgrad::cuda::memory_stats(dev).unwrap();
-    for _ in 0..100 {
-        step().unwrap();
-    }
-    smallgrad::cuda::synchronize(dev).unwrap();
-    let after = smallgrad::cuda::memory_stats(dev).unwrap();
-    assert_eq!(after.device_allocs, before.device_allocs, "{before:?} -> {after:?}");
-    assert!(
-        after.bytes_in_use <= before.bytes_in_use + (1 << 20),
-        "{before:?} -> {after:?}"
-    );
 }
 
 #[test]

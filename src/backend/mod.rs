@@ -2,5 +2,5 @@
 //! nothing about autograd.
 
 pub(crate) mod cpu;
-#[cfg(feature = "cuda")]
+#[cfg(gpu)]
 pub(crate) mod cuda;

@@ -27,7 +27,7 @@
 //! hand-written backward is the "pick `-log p[i, t_i]`" step of the negative log-likelihood,
 //! which scatters `-g[i]` back to position `(i, t_i)`.
 
-#[cfg(feature = "cuda")]
+#[cfg(gpu)]
 mod cuda;
 
 use crate::autograd::{Backward, record};

@@ -22,7 +22,7 @@ pub(crate) enum Buffer<T: Float> {
     /// Host memory.
     Cpu(Vec<T>),
     /// GPU memory (feature `cuda`).
-    #[cfg(feature = "cuda")]
+    #[cfg(gpu)]
     Cuda(crate::backend::cuda::DevBuf<T>),
 }
 
@@ -111,7 +111,7 @@ impl<T: Float> Clone for Tensor<T> {
 /// a GPU tensor) a downloaded copy. Dereferences to the slice.
 pub(crate) enum CpuRef<'a, T: Float> {
     Guard(RwLockReadGuard<'a, Buffer<T>>),
-    #[cfg(feature = "cuda")]
+    #[cfg(gpu)]
     Owned(Vec<T>),
 }
 
@@ -121,22 +121,22 @@ impl<T: Float> Deref for CpuRef<'_, T> {
         match self {
             CpuRef::Guard(g) => match &**g {
                 Buffer::Cpu(v) => v,
-                #[cfg(feature = "cuda")]
+                #[cfg(gpu)]
                 Buffer::Cuda(_) => unreachable!("a guard is only taken on a CPU tensor"),
             },
-            #[cfg(feature = "cuda")]
+            #[cfg(gpu)]
             CpuRef::Owned(v) => v,
         }
     }
 }
 
 /// A read guard on a GPU tensor's buffer; dereferences to the [`DevBuf`](crate::backend::cuda::DevBuf).
-#[cfg(feature = "cuda")]
+#[cfg(gpu)]
 pub(crate) struct DevRef<'a, T: Float> {
     guard: RwLockReadGuard<'a, Buffer<T>>,
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(gpu)]
 impl<T: Float> Deref for DevRef<'_, T> {
     type Target = crate::backend::cuda::DevBuf<T>;
     fn deref(&self) -> &Self::Target {
@@ -221,13 +221,13 @@ impl<T: Float> Tensor<T> {
         let guard = self.inner.storage.buf.read().unwrap();
         match &*guard {
             Buffer::Cpu(_) => Ok(CpuRef::Guard(guard)),
-            #[cfg(feature = "cuda")]
+            #[cfg(gpu)]
             Buffer::Cuda(b) => Ok(CpuRef::Owned(b.gpu().download(b)?)),
         }
     }
 
     /// Read access to the buffer of a GPU tensor (ops' CUDA paths); marks the op start.
-    #[cfg(feature = "cuda")]
+    #[cfg(gpu)]
     pub(crate) fn dev(&self) -> Result<DevRef<'_, T>> {
         crate::instrument::op_started();
         let guard = self.inner.storage.buf.read().unwrap();
@@ -241,7 +241,7 @@ impl<T: Float> Tensor<T> {
     }
 
     /// Wraps a device buffer (length already checked by the caller) as a new leaf on its GPU.
-    #[cfg(feature = "cuda")]
+    #[cfg(gpu)]
     pub(crate) fn from_dev(buf: crate::backend::cuda::DevBuf<T>, shape: Vec<usize>) -> Self {
         debug_assert_eq!(buf.len(), numel(&shape), "from_dev: length vs shape {shape:?}");
         let device = Device::Cuda(buf.gpu().ordinal);
@@ -250,7 +250,7 @@ impl<T: Float> Tensor<T> {
 
     /// Updates a GPU tensor's buffer in place through `f` (optimiser steps, running statistics)
     /// and bumps the version counter, as [`update_in_place`](Self::update_in_place).
-    #[cfg(feature = "cuda")]
+    #[cfg(gpu)]
     pub(crate) fn update_in_place_dev(
         &self,
         f: impl FnOnce(&crate::backend::cuda::DevBuf<T>) -> Result<()>,
@@ -280,7 +280,7 @@ impl<T: Float> Tensor<T> {
         let mut buf = self.inner.storage.buf.write().unwrap();
         match &mut *buf {
             Buffer::Cpu(v) => f(v),
-            #[cfg(feature = "cuda")]
+            #[cfg(gpu)]
             Buffer::Cuda(b) => {
                 let g = b.gpu();
                 let mut host = g.download(b)?;
@@ -374,12 +374,12 @@ impl<T: Float> Tensor<T> {
     pub(crate) fn from_host(data: Vec<T>, shape: Vec<usize>, device: Device) -> Result<Self> {
         match device {
             Device::Cpu => Ok(Self::from_parts(data, shape, device)),
-            #[cfg(feature = "cuda")]
+            #[cfg(gpu)]
             Device::Cuda(n) => {
                 let g = crate::backend::cuda::gpu(n)?;
                 Ok(Self::from_dev(g.upload(&data)?, shape))
             }
-            #[cfg(not(feature = "cuda"))]
+            #[cfg(not(gpu))]
             Device::Cuda(_) => Err(Error::device("CUDA support is not built in".to_string())),
         }
     }
@@ -396,7 +396,7 @@ impl<T: Float> Tensor<T> {
 
     /// A tensor filled with `value`.
     pub fn full(shape: &[usize], value: T, device: Device) -> Result<Self> {
-        #[cfg(feature = "cuda")]
+        #[cfg(gpu)]
         if let Device::Cuda(n) = device {
             // Filled on the GPU: no host buffer of the full size.
             let len = checked_numel("tensor creation", shape)?;

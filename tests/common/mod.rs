@@ -4,6 +4,8 @@
 //! upstream gradient.
 #![allow(dead_code)]
 
+#[cfg(any(feature = "cuda", feature = "cuda-emulator"))]
+pub mod cuda;
 pub mod strategies;
 
 pub use strategies::*;

@@ -1,95 +1,16 @@
-//! cuBLAS: one handle per device, bound to the device's stream, and the one call smallgrad
-//! needs, a (strided-batched) GEMM on row-major matrices.
+//! GEMM on the device: the one BLAS call smallgrad needs, a (strided-batched) product of
+//! row-major matrices, mapped onto cuBLAS's column-major `gemmStridedBatched`.
 //!
 //! cuBLAS is column-major. A row-major `m x n` matrix is, read column-major, its transpose; so
 //! the row-major product `C = op(A) op(B)` is computed as the column-major product
 //! `C^T = op(B)^T op(A)^T`: swap the operands, swap m and n, keep each operand's transpose flag.
-//! The guide's chapter 5 checks this identity on the CPU.
+//! The guide's chapter 5 checks this identity on the CPU, and the emulator's reference GEMM
+//! (which implements cuBLAS's column-major semantics) checks [`ColMajorGemm::of`] in the tests.
 
 use super::Gpu;
 use crate::dtype::Float;
 use crate::{Error, Result};
-use cublas_sys::{cublasHandle_t, cublasOperation_t, cublasStatus_t};
 use std::os::raw::c_int;
-use std::sync::Mutex;
-
-unsafe extern "C" {
-    // Present in cuBLAS >= 8 (and 13); not declared by cublas-sys 0.1.
-    fn cublasSgemmStridedBatched(
-        handle: cublasHandle_t,
-        transa: cublasOperation_t,
-        transb: cublasOperation_t,
-        m: c_int,
-        n: c_int,
-        k: c_int,
-        alpha: *const f32,
-        a: *const f32,
-        lda: c_int,
-        stride_a: i64,
-        b: *const f32,
-        ldb: c_int,
-        stride_b: i64,
-        beta: *const f32,
-        c: *mut f32,
-        ldc: c_int,
-        stride_c: i64,
-        batch: c_int,
-    ) -> cublasStatus_t;
-    fn cublasDgemmStridedBatched(
-        handle: cublasHandle_t,
-        transa: cublasOperation_t,
-        transb: cublasOperation_t,
-        m: c_int,
-        n: c_int,
-        k: c_int,
-        alpha: *const f64,
-        a: *const f64,
-        lda: c_int,
-        stride_a: i64,
-        b: *const f64,
-        ldb: c_int,
-        stride_b: i64,
-        beta: *const f64,
-        c: *mut f64,
-        ldc: c_int,
-        stride_c: i64,
-        batch: c_int,
-    ) -> cublasStatus_t;
-}
-
-/// A device's cuBLAS handle. cuBLAS calls on one handle are serialised by the mutex (a handle
-/// must not be used by two threads at once).
-pub(crate) struct Blas {
-    handle: Mutex<Handle>,
-}
-
-struct Handle(cublasHandle_t);
-// SAFETY: only used under the mutex, with the device's context bound.
-unsafe impl Send for Handle {}
-
-fn blas_check(call: &str, s: cublasStatus_t) -> Result<()> {
-    match s {
-        cublasStatus_t::CUBLAS_STATUS_SUCCESS => Ok(()),
-        cublasStatus_t::CUBLAS_STATUS_ALLOC_FAILED => Err(Error::OutOfMemory {
-            msg: format!("{call}: cuBLAS could not allocate GPU memory"),
-        }),
-        other => Err(Error::device(format!("{call} failed: {other:?}"))),
-    }
-}
-
-impl Blas {
-    pub(crate) fn new(stream: cust::sys::CUstream) -> Result<Self> {
-        let mut h: cublasHandle_t = std::ptr::null_mut();
-        // SAFETY: plain cuBLAS calls with an out-pointer; the context is current (init).
-        blas_check("cublasCreate", unsafe { cublas_sys::cublasCreate_v2(&mut h) })?;
-        // cublas-sys declares its own opaque stream type: the same driver handle, cast.
-        let s = stream as cublas_sys::cudaStream_t;
-        blas_check("cublasSetStream", unsafe { cublas_sys::cublasSetStream_v2(h, s) })?;
-        Ok(Blas {
-            handle: Mutex::new(Handle(h)),
-        })
-    }
-}
 
 /// One row-major (batched) product `C_i = op(A_i) op(B_i) (+ C_i if accumulate)`: op(A) is
 /// `m x k`, op(B) is `k x n`, C is `m x n`, all dense row-major; stride 0 shares a matrix
@@ -126,16 +47,60 @@ impl Gemm {
     }
 }
 
+/// The arguments of `cublas<t>gemmStridedBatched` (alpha = 1): column-major
+/// `C_i = beta C_i + op(A_i) op(B_i)`, op(A) `m x k`, op(B) `k x n`, leading dimensions and
+/// batch strides in elements. Here the first operand is the row-major B and the second the
+/// row-major A.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ColMajorGemm {
+    pub transa: bool,
+    pub transb: bool,
+    pub m: c_int,
+    pub n: c_int,
+    pub k: c_int,
+    pub lda: c_int,
+    pub ldb: c_int,
+    pub ldc: c_int,
+    pub stride_a: i64,
+    pub stride_b: i64,
+    pub stride_c: i64,
+    pub batch: c_int,
+    pub beta: f64,
+}
+
+impl ColMajorGemm {
+    /// The column-major call computing the row-major `g` (k >= 1, m, n, batch >= 1).
+    pub(crate) fn of(g: &Gemm) -> Result<Self> {
+        let int = |v: usize| {
+            c_int::try_from(v).map_err(|_| Error::shape("matmul", format!("cuBLAS takes sizes below 2^31, got {v}")))
+        };
+        let (m, n, k) = (int(g.m)?, int(g.n)?, int(g.k)?);
+        // Column-major C^T (n x m) = op(B)^T (n x k) . op(A)^T (k x m). The row-major B buffer
+        // read column-major is B^T (n x k, ld n) when not transposed, else (k x n, ld k).
+        Ok(ColMajorGemm {
+            transa: g.tb,
+            transb: g.ta,
+            m: n,
+            n: m,
+            k,
+            lda: if g.tb { k } else { n },
+            ldb: if g.ta { m } else { k },
+            ldc: n,
+            stride_a: g.stride_b as i64,
+            stride_b: g.stride_a as i64,
+            stride_c: g.stride_c as i64,
+            batch: int(g.batch)?,
+            beta: if g.accumulate { 1.0 } else { 0.0 },
+        })
+    }
+}
+
 impl Gpu {
     /// Runs `g` on device pointers `a`, `b`, `c` (of element type `T`).
     pub(crate) fn gemm<T: Float>(&self, g: Gemm, a: u64, b: u64, c: u64) -> Result<()> {
         if g.m == 0 || g.n == 0 || g.batch == 0 {
             return Ok(());
         }
-        let int = |v: usize| {
-            c_int::try_from(v).map_err(|_| Error::shape("matmul", format!("cuBLAS takes sizes below 2^31, got {v}")))
-        };
-        let (m, n, k, batch) = (int(g.m)?, int(g.n)?, int(g.k)?, int(g.batch)?);
         if g.k == 0 {
             // An empty sum: C = 0, or C unchanged when accumulating (cuBLAS would reject the
             // zero leading dimension).
@@ -145,72 +110,12 @@ impl Gpu {
             }
             return Ok(());
         }
-        use cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
-        let op = |t: bool| if t { CUBLAS_OP_T } else { CUBLAS_OP_N };
-        // Column-major C^T (n x m) = op(B)^T (n x k) . op(A)^T (k x m).
-        let ldb = if g.tb { k } else { n };
-        let lda = if g.ta { m } else { k };
-        let (sa, sb, sc) = (g.stride_a as i64, g.stride_b as i64, g.stride_c as i64);
+        let cm = ColMajorGemm::of(&g)?;
         self.bind()?;
-        let h = self.blas.handle.lock().unwrap_or_else(|e| e.into_inner());
-        let status = if T::DTYPE == "f32" {
-            let (alpha, beta) = (1.0f32, if g.accumulate { 1.0f32 } else { 0.0 });
-            // SAFETY: pointers to device buffers the caller sized for this product.
-            unsafe {
-                cublasSgemmStridedBatched(
-                    h.0,
-                    op(g.tb),
-                    op(g.ta),
-                    n,
-                    m,
-                    k,
-                    &alpha,
-                    b as *const f32,
-                    ldb,
-                    sb,
-                    a as *const f32,
-                    lda,
-                    sa,
-                    &beta,
-                    c as *mut f32,
-                    n,
-                    sc,
-                    batch,
-                )
-            }
-        } else {
-            let (alpha, beta) = (1.0f64, if g.accumulate { 1.0f64 } else { 0.0 });
-            // SAFETY: as above.
-            unsafe {
-                cublasDgemmStridedBatched(
-                    h.0,
-                    op(g.tb),
-                    op(g.ta),
-                    n,
-                    m,
-                    k,
-                    &alpha,
-                    b as *const f64,
-                    ldb,
-                    sb,
-                    a as *const f64,
-                    lda,
-                    sa,
-                    &beta,
-                    c as *mut f64,
-                    n,
-                    sc,
-                    batch,
-                )
-            }
-        };
-        drop(h);
-        blas_check(
-            &format!("cublas{}gemmStridedBatched", if T::DTYPE == "f32" { "S" } else { "D" }),
-            status,
-        )?;
+        // SAFETY: the callers size the buffers for this product; the operands swap (see above).
+        unsafe { self.drv.gemm::<T>(&cm, b, a, c) }?;
         if self.sync_each {
-            self.synchronize("cublas gemm")?;
+            self.synchronize("gemm")?;
         }
         Ok(())
     }

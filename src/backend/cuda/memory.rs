@@ -4,11 +4,8 @@
 //! call after its first step. Reuse is safe because all of a device's work runs on one stream:
 //! a kernel that will write a reused buffer is queued after every kernel that read it before.
 
-use super::{Gpu, check};
+use super::Gpu;
 use crate::{Error, Result};
-use cust::sys::{
-    cuMemAlloc_v2, cuMemFree_v2, cuMemcpyDtoDAsync_v2, cuMemcpyDtoHAsync_v2, cuMemcpyHtoDAsync_v2, cuMemsetD8Async,
-};
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Mutex;
@@ -89,12 +86,12 @@ impl Pool {
     }
 
     /// Frees every cached block (before retrying an allocation that ran out of memory).
-    fn trim(&self) {
+    fn trim(&self, gpu: &Gpu) {
         let mut p = self.lock();
         for (class, ptrs) in p.free.drain().collect::<Vec<_>>() {
             for ptr in ptrs {
                 // SAFETY: a block this pool allocated and nobody holds.
-                let _ = unsafe { cuMemFree_v2(ptr) };
+                unsafe { gpu.drv.mem_free(ptr, class) };
                 p.cached -= class as u64;
             }
         }
@@ -135,14 +132,23 @@ impl Gpu {
         let ptr = match reused {
             Some(ptr) => ptr,
             None => {
-                let mut ptr = 0u64;
-                // SAFETY: plain driver call with an out-pointer.
-                let mut r = unsafe { cuMemAlloc_v2(&mut ptr, bytes) };
-                if r == cust::sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY {
-                    self.pool.trim();
-                    r = unsafe { cuMemAlloc_v2(&mut ptr, bytes) };
+                let ptr = match self.drv.mem_alloc(bytes) {
+                    Err(Error::OutOfMemory { .. }) => {
+                        self.pool.trim(self);
+                        self.drv.mem_alloc(bytes)
+                    }
+                    other => other,
                 }
-                check(&format!("cuMemAlloc({bytes} bytes) on cuda:{}", self.ordinal), r)?;
+                .map_err(|e| match e {
+                    Error::OutOfMemory { msg } => Error::OutOfMemory {
+                        msg: format!(
+                            "{msg} (cuda:{}, {len} elements of {} bytes)",
+                            self.ordinal,
+                            size_of::<T>()
+                        ),
+                    },
+                    e => e,
+                })?;
                 let mut p = self.pool.lock();
                 p.allocs += 1;
                 p.in_use += bytes as u64;
@@ -162,9 +168,8 @@ impl Gpu {
     pub(crate) fn zeros<T: Copy>(&'static self, len: usize) -> Result<DevBuf<T>> {
         let b = self.alloc::<T>(len)?;
         if len > 0 {
-            // SAFETY: writes within the allocation, on this device's stream.
-            let r = unsafe { cuMemsetD8Async(b.ptr, 0, len * size_of::<T>(), self.stream()) };
-            check("cuMemsetD8Async", r)?;
+            // SAFETY: writes within the allocation.
+            unsafe { self.drv.memset0(b.ptr, len * size_of::<T>()) }?;
         }
         Ok(b)
     }
@@ -183,11 +188,8 @@ impl Gpu {
             return Ok(());
         }
         self.bind()?;
-        // SAFETY: `data` is live and `dst` holds its size; synchronised before returning, so
-        // the host buffer outlives the copy.
-        let r = unsafe { cuMemcpyHtoDAsync_v2(dst.ptr, data.as_ptr().cast(), size_of_val(data), self.stream()) };
-        check("cuMemcpyHtoDAsync", r)?;
-        self.synchronize("cuMemcpyHtoDAsync")
+        // SAFETY: `data` is live and `dst` holds its size; the copy is complete on return.
+        unsafe { self.drv.htod(dst.ptr, data.as_ptr().cast(), size_of_val(data)) }
     }
 
     /// A host copy of `src` (waits for the work queued before it).
@@ -201,17 +203,11 @@ impl Gpu {
             return Ok(out);
         }
         self.bind()?;
-        // SAFETY: `out` holds `src.len` elements and lives until the synchronize below.
-        let r = unsafe {
-            cuMemcpyDtoHAsync_v2(
-                out.as_mut_ptr().cast(),
-                src.ptr,
-                src.len * size_of::<T>(),
-                self.stream(),
-            )
-        };
-        check("cuMemcpyDtoHAsync", r)?;
-        self.synchronize("cuMemcpyDtoHAsync")?;
+        // SAFETY: `out` holds `src.len` elements; the copy is complete on return.
+        unsafe {
+            self.drv
+                .dtoh(out.as_mut_ptr().cast(), src.ptr, src.len * size_of::<T>())
+        }?;
         Ok(out)
     }
 
@@ -219,9 +215,8 @@ impl Gpu {
     pub(crate) fn duplicate<T: Copy>(&'static self, src: &DevBuf<T>) -> Result<DevBuf<T>> {
         let b = self.alloc::<T>(src.len)?;
         if src.len > 0 {
-            // SAFETY: both allocations hold `len` elements; queued on this device's stream.
-            let r = unsafe { cuMemcpyDtoDAsync_v2(b.ptr, src.ptr, src.len * size_of::<T>(), self.stream()) };
-            check("cuMemcpyDtoDAsync", r)?;
+            // SAFETY: both allocations hold `len` elements.
+            unsafe { self.drv.dtod(b.ptr, src.ptr, src.len * size_of::<T>()) }?;
         }
         Ok(b)
     }

@@ -1,33 +1,40 @@
-//! The CUDA backend's plumbing (feature `cuda`): one lazily created context, stream, cuBLAS
-//! handle and caching allocator per device, module loading and kernel launches. Kernels are
-//! launched by the op families' `cuda.rs` files; the kernels themselves are in kernels/*.cu.
+//! The CUDA backend's plumbing: one lazily created device state per GPU (a driver: context,
+//! stream, modules, cuBLAS handle; plus the caching allocator), kernel launches and GEMMs.
+//! Kernels are launched by the op families' `cuda.rs` files; the kernels themselves are in
+//! kernels/*.cu.
 //!
-//! - Context: cust's primary context of the device (`Context::new`), made current at every entry
-//!   point (launch, copy, allocation, free) since tensors move between threads.
-//! - One stream per device carries every launch, copy and cuBLAS call, so stream order alone
-//!   makes buffer reuse by the caching allocator safe; host copies synchronise that stream.
-//! - Every CUDA and cuBLAS status is checked and returned as an `Err` naming the call;
-//!   out-of-memory is [`Error::OutOfMemory`]. `SMALLGRAD_CUDA_SYNC=1` synchronises after every
-//!   launch, so that an asynchronous fault names the kernel that caused it.
+//! Two drivers sit under the same code (see docs/cuda.md):
+//! - feature `cuda` ([`driver`]): the real one, cust (driver API) + cuBLAS. cust's primary
+//!   context is made current at every entry point (launch, copy, allocation, free), since
+//!   tensors move between threads; one stream per device carries every launch, copy and cuBLAS
+//!   call, so stream order alone makes buffer reuse by the caching allocator safe; every status
+//!   is checked and returned as an `Err` naming the call (out-of-memory is
+//!   [`Error::OutOfMemory`]); `SMALLGRAD_CUDA_SYNC=1` synchronises after every launch.
+//! - feature `cuda-emulator` ([`emulator`]): runs the same launchers on the CPU, against the
+//!   kernels compiled for the host by a C++ compiler and a reference of cuBLAS's GEMM, so that
+//!   the CUDA code path is executed (and tested) on machines without a GPU.
 
 pub(crate) mod blas;
+#[cfg(feature = "cuda")]
+mod driver;
+#[cfg(all(feature = "cuda-emulator", not(feature = "cuda")))]
+mod emulator;
 pub(crate) mod memory;
-mod ptx;
+
+#[cfg(feature = "cuda")]
+use driver::Driver;
+#[cfg(all(feature = "cuda-emulator", not(feature = "cuda")))]
+use emulator::Driver;
 
 use crate::dtype::Float;
 use crate::{Error, Result};
-use cust::context::{Context, CurrentContext};
-use cust::function::Function;
-use cust::module::Module;
-use cust::stream::{Stream, StreamFlags};
-use cust::sys::{CUresult, cudaError_enum};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::{Mutex, OnceLock};
 
 pub(crate) use memory::DevBuf;
 
-/// Threads per block of the elementwise launches.
+/// Threads per block of the launches (a power of two: the block reductions need it).
 pub(crate) const BLOCK: u32 = 256;
 /// Grid-size cap: kernels loop (grid-stride), so more blocks than this gain nothing.
 const MAX_GRID: usize = 65_536;
@@ -36,11 +43,7 @@ const MAX_GRID: usize = 65_536;
 /// the process, as the primary context does).
 pub(crate) struct Gpu {
     pub(crate) ordinal: usize,
-    ctx: Context,
-    stream: Stream,
-    modules: HashMap<&'static str, Module>,
-    functions: Mutex<HashMap<String, &'static Function<'static>>>,
-    pub(crate) blas: blas::Blas,
+    pub(crate) drv: Driver,
     pub(crate) pool: memory::Pool,
     sync_each: bool,
 }
@@ -53,7 +56,15 @@ static GPUS: OnceLock<Mutex<HashMap<usize, Result<&'static Gpu>>>> = OnceLock::n
 pub(crate) fn gpu(ordinal: usize) -> Result<&'static Gpu> {
     let map = GPUS.get_or_init(|| Mutex::new(HashMap::new()));
     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-    let entry = map.entry(ordinal).or_insert_with(|| init(ordinal));
+    let entry = map.entry(ordinal).or_insert_with(|| {
+        let gpu = Gpu {
+            ordinal,
+            drv: Driver::init(ordinal)?,
+            pool: memory::Pool::default(),
+            sync_each: std::env::var("SMALLGRAD_CUDA_SYNC").is_ok_and(|v| v == "1"),
+        };
+        Ok(&*Box::leak(Box::new(gpu)))
+    });
     match entry {
         Ok(g) => {
             g.bind()?;
@@ -63,104 +74,15 @@ pub(crate) fn gpu(ordinal: usize) -> Result<&'static Gpu> {
     }
 }
 
-fn init(ordinal: usize) -> Result<&'static Gpu> {
-    if let Err(e) = cust::init(cust::CudaFlags::empty()) {
-        return Err(Error::device(format!(
-            "no CUDA device: the driver's cuInit failed: {e:?}; Device::Cuda({ordinal}) is unavailable"
-        )));
-    }
-    let count = cust::device::Device::num_devices().map_err(|e| cu_err("cuDeviceGetCount", e))? as usize;
-    if ordinal >= count {
-        return Err(Error::device(format!(
-            "no CUDA device {ordinal}: this machine has {count} CUDA device(s)"
-        )));
-    }
-    let dev = cust::device::Device::get_device(ordinal as u32).map_err(|e| cu_err("cuDeviceGet", e))?;
-    let ctx = Context::new(dev).map_err(|e| cu_err("cuDevicePrimaryCtxRetain", e))?;
-    CurrentContext::set_current(&ctx).map_err(|e| cu_err("cuCtxSetCurrent", e))?;
-    let stream = Stream::new(StreamFlags::NON_BLOCKING, None).map_err(|e| cu_err("cuStreamCreate", e))?;
-    let mut modules = HashMap::new();
-    for (family, text) in ptx::MODULES {
-        let m = Module::from_ptx(text, &[]).map_err(|e| {
-            Error::device(format!(
-                "cuModuleLoadData of kernels/{family}.cu's PTX failed ({e:?}); if the driver is older \
-                 than the nvcc that built it, rebuild with nvcc 13.0.x (see docs/cuda.md)"
-            ))
-        })?;
-        modules.insert(*family, m);
-    }
-    let blas = blas::Blas::new(stream.as_inner())?;
-    let gpu = Gpu {
-        ordinal,
-        ctx,
-        stream,
-        modules,
-        functions: Mutex::new(HashMap::new()),
-        blas,
-        pool: memory::Pool::default(),
-        sync_each: std::env::var("SMALLGRAD_CUDA_SYNC").is_ok_and(|v| v == "1"),
-    };
-    Ok(Box::leak(Box::new(gpu)))
-}
-
-/// A driver error as an [`Error`] naming the call (out-of-memory gets its own variant). Uses the
-/// error's `Debug` name: cust's `Display` asks the driver for a string, which can fail.
-pub(crate) fn cu_err(call: &str, e: cust::error::CudaError) -> Error {
-    match e {
-        cust::error::CudaError::OutOfMemory => Error::OutOfMemory {
-            msg: format!("{call}: the GPU is out of memory"),
-        },
-        e => Error::device(format!("{call} failed: {e:?}")),
-    }
-}
-
-/// Checks a raw driver status.
-pub(crate) fn check(call: &str, r: CUresult) -> Result<()> {
-    match r {
-        cudaError_enum::CUDA_SUCCESS => Ok(()),
-        cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY => Err(Error::OutOfMemory {
-            msg: format!("{call}: the GPU is out of memory"),
-        }),
-        other => Err(Error::device(format!("{call} failed: CUDA error {other:?}"))),
-    }
-}
-
 impl Gpu {
     /// Makes this device's context current on the calling thread.
     pub(crate) fn bind(&self) -> Result<()> {
-        CurrentContext::set_current(&self.ctx).map_err(|e| cu_err("cuCtxSetCurrent", e))
+        self.drv.bind()
     }
 
-    /// The raw stream handle (every operation of this device goes on it).
-    pub(crate) fn stream(&self) -> cust::sys::CUstream {
-        self.stream.as_inner()
-    }
-
-    /// Waits for all work queued on this device's stream; an asynchronous fault surfaces here.
+    /// Waits for all work queued on this device; an asynchronous fault surfaces here.
     pub(crate) fn synchronize(&self, after: &str) -> Result<()> {
-        self.stream
-            .synchronize()
-            .map_err(|e| cu_err(&format!("cuStreamSynchronize (after {after})"), e))
-    }
-
-    fn function(&self, family: &'static str, name: &str) -> Result<&'static Function<'static>> {
-        let mut cache = self.functions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = cache.get(name) {
-            return Ok(*f);
-        }
-        let module = self
-            .modules
-            .get(family)
-            .ok_or_else(|| Error::device(format!("no kernel module {family}")))?;
-        // SAFETY of the 'static: the modules live in this leaked `Gpu`, for the whole process.
-        let module: &'static Module = unsafe { &*(module as *const Module) };
-        let f = module
-            .get_function(name)
-            .map_err(|e| cu_err(&format!("cuModuleGetFunction({name})"), e))?;
-        // One handle per kernel name for the life of the process (a few dozen).
-        let f: &'static Function<'static> = Box::leak(Box::new(f));
-        cache.insert(name.to_string(), f);
-        Ok(f)
+        self.drv.synchronize(after)
     }
 
     /// Launches `family`'s kernel `name_{f32|f64}` over `threads` threads (grid-stride kernels:
@@ -187,10 +109,9 @@ impl Gpu {
         args: &[*mut c_void],
     ) -> Result<()> {
         let full = format!("{name}_{}", T::DTYPE);
-        let f = self.function(family, &full)?;
         self.bind()?;
         // SAFETY: the callers pass pointers to live values of the kernel's parameter types.
-        unsafe { self.stream.launch(f, grid, BLOCK, 0, args) }.map_err(|e| cu_err(&format!("launch {full}"), e))?;
+        unsafe { self.drv.launch(family, &full, grid, BLOCK, args) }?;
         if self.sync_each {
             self.synchronize(&full)?;
         }

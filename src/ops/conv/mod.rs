@@ -17,7 +17,7 @@
 //! - dL/db[o] = Σ_{n, oy, ox} G[n, o, oy, ox].
 
 mod cpu;
-#[cfg(feature = "cuda")]
+#[cfg(gpu)]
 mod cuda;
 
 use crate::autograd::{Backward, Saved, record};

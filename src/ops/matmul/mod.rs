@@ -15,7 +15,7 @@
 //! both its forward and backward are computed that way.
 
 mod cpu;
-#[cfg(feature = "cuda")]
+#[cfg(gpu)]
 mod cuda;
 
 use crate::autograd::{Backward, Saved, record};

@@ -12,7 +12,7 @@
 //! - adaptive average: the same with PyTorch's windows [floor(i·H/OH), ceil((i+1)·H/OH)).
 
 mod cpu;
-#[cfg(feature = "cuda")]
+#[cfg(gpu)]
 mod cuda;
 
 use crate::autograd::{Backward, record};
@@ -40,7 +40,7 @@ struct PoolBackward {
 enum Argmax {
     None,
     Host(Vec<usize>),
-    #[cfg(feature = "cuda")]
+    #[cfg(gpu)]
     Dev(crate::backend::cuda::DevBuf<i64>),
 }
 

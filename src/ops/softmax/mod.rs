@@ -18,7 +18,7 @@
 //! pass instead of a graph of exp / mul / sum nodes.
 
 mod cpu;
-#[cfg(feature = "cuda")]
+#[cfg(gpu)]
 mod cuda;
 
 use crate::autograd::{Backward, Saved, record};
