@@ -1,8 +1,8 @@
 //! CUDA launchers of the losses' own kernels (kernels/loss.cu): the NLL pick and its backward.
 
-use crate::backend::cuda::{arg, gpu};
+use crate::backend::cuda::{arg, gpu_of};
 use crate::dtype::Float;
-use crate::{Device, Result, Tensor};
+use crate::{Result, Tensor};
 
 fn targets_i64(targets: &[usize]) -> Vec<i64> {
     targets.iter().map(|&t| t as i64).collect()
@@ -10,10 +10,7 @@ fn targets_i64(targets: &[usize]) -> Vec<i64> {
 
 /// `out[i] = -logp[i, t_i]`.
 pub(super) fn nll_pick<T: Float>(logp: &Tensor<T>, targets: &[usize], classes: usize) -> Result<Tensor<T>> {
-    let Device::Cuda(n) = logp.device() else {
-        unreachable!("CUDA launcher called for a CPU tensor")
-    };
-    let g = gpu(n)?;
+    let g = gpu_of(logp)?;
     let bl = logp.dev()?;
     let dt = g.upload(&targets_i64(targets))?;
     let out = g.alloc::<T>(targets.len())?;
@@ -31,10 +28,7 @@ pub(super) fn nll_pick<T: Float>(logp: &Tensor<T>, targets: &[usize], classes: u
 
 /// dL/dlogp: `-g[i]` at `(i, t_i)`, 0 elsewhere.
 pub(super) fn nll_backward<T: Float>(gy: &Tensor<T>, targets: &[usize], shape: &[usize]) -> Result<Tensor<T>> {
-    let Device::Cuda(n) = gy.device() else {
-        unreachable!("CUDA launcher called for a CPU tensor")
-    };
-    let g = gpu(n)?;
+    let g = gpu_of(gy)?;
     let bg = gy.dev()?;
     let dt = g.upload(&targets_i64(targets))?;
     let out = g.zeros::<T>(shape.iter().product())?;

@@ -74,6 +74,17 @@ pub(crate) fn gpu(ordinal: usize) -> Result<&'static Gpu> {
     }
 }
 
+/// The GPU holding `t` (an `Err` for a CPU tensor: launchers are only called for GPU tensors).
+pub(crate) fn gpu_of<T: Float>(t: &crate::Tensor<T>) -> Result<&'static Gpu> {
+    match t.device() {
+        crate::Device::Cuda(n) => gpu(n),
+        crate::Device::Cpu => Err(Error::device(format!(
+            "a CUDA launcher was handed a CPU tensor of shape {:?}",
+            t.shape()
+        ))),
+    }
+}
+
 impl Gpu {
     /// Makes this device's context current on the calling thread.
     pub(crate) fn bind(&self) -> Result<()> {

@@ -4,16 +4,9 @@
 //! activations run on the GPU.
 
 use super::cpu::BnDims;
-use crate::backend::cuda::{DevBuf, Gpu, arg, gpu};
+use crate::backend::cuda::{DevBuf, Gpu, arg, gpu_of};
 use crate::dtype::Float;
-use crate::{Device, Result, Tensor};
-
-fn gpu_of<T: Float>(t: &Tensor<T>) -> Result<&'static Gpu> {
-    let Device::Cuda(n) = t.device() else {
-        unreachable!("CUDA launcher called for a CPU tensor")
-    };
-    gpu(n)
-}
+use crate::{Result, Tensor};
 
 fn dims(d: BnDims) -> (i64, i64, i64) {
     (d.n as i64, d.c as i64, d.s as i64)

@@ -11,9 +11,9 @@
 
 use super::cpu::Conv2dParams;
 use crate::backend::cuda::blas::Gemm;
-use crate::backend::cuda::{DevBuf, Gpu, KernelArg, arg, gpu};
+use crate::backend::cuda::{DevBuf, Gpu, KernelArg, arg, gpu_of};
 use crate::dtype::Float;
-use crate::{Device, Result, Tensor};
+use crate::{Result, Tensor};
 
 /// Largest column buffer of one chunk, in elements.
 const COL_LIMIT: usize = 1 << 26;
@@ -67,13 +67,6 @@ fn plan(p: &Conv2dParams) -> Plan {
         p: q,
         chunk: (COL_LIMIT / (k * q).max(1)).clamp(1, p.n.max(1)),
     }
-}
-
-fn gpu_of<T: Float>(t: &Tensor<T>) -> Result<&'static Gpu> {
-    let Device::Cuda(n) = t.device() else {
-        unreachable!("CUDA launcher called for a CPU tensor")
-    };
-    gpu(n)
 }
 
 /// Byte offset of element `i` of a `T` buffer.

@@ -2,17 +2,10 @@
 //! below are the `switch` cases of those kernels.
 
 use super::{BinaryOp, UnaryOp};
-use crate::backend::cuda::{Strided, arg, float_arg, gpu};
+use crate::backend::cuda::{Strided, arg, float_arg, gpu_of};
 use crate::dtype::Float;
 use crate::shape::{broadcast_strides, numel};
-use crate::{Device, Result, Tensor};
-
-fn ordinal<T: Float>(t: &Tensor<T>) -> usize {
-    match t.device() {
-        Device::Cuda(n) => n,
-        Device::Cpu => unreachable!("CUDA launcher called for a CPU tensor"),
-    }
-}
+use crate::{Result, Tensor};
 
 fn binary_code(op: BinaryOp) -> i64 {
     match op {
@@ -43,7 +36,7 @@ fn unary_code<T: Float>(op: UnaryOp<T>) -> (i64, T) {
 
 /// `a op b` over the broadcast shape `out_shape`.
 pub(crate) fn binary<T: Float>(op: BinaryOp, a: &Tensor<T>, b: &Tensor<T>, out_shape: &[usize]) -> Result<Tensor<T>> {
-    let g = gpu(ordinal(a))?;
+    let g = gpu_of(a)?;
     let (da, db) = (a.dev()?, b.dev()?);
     let n = numel(out_shape);
     let out = g.alloc::<T>(n)?;
@@ -73,7 +66,7 @@ pub(crate) fn binary<T: Float>(op: BinaryOp, a: &Tensor<T>, b: &Tensor<T>, out_s
 
 /// `f(x)` elementwise.
 pub(crate) fn unary<T: Float>(op: UnaryOp<T>, x: &Tensor<T>) -> Result<Tensor<T>> {
-    let g = gpu(ordinal(x))?;
+    let g = gpu_of(x)?;
     let dx = x.dev()?;
     let n = x.numel();
     let out = g.alloc::<T>(n)?;
@@ -97,7 +90,7 @@ pub(crate) fn unary_backward<T: Float>(
     y: &Tensor<T>,
     gy: &Tensor<T>,
 ) -> Result<Tensor<T>> {
-    let g = gpu(ordinal(gy))?;
+    let g = gpu_of(gy)?;
     let (bx, by, bg) = (x.dev()?, y.dev()?, gy.dev()?);
     let n = gy.numel();
     let out = g.alloc::<T>(n)?;

@@ -3,9 +3,9 @@
 
 use super::cpu::MatmulDims;
 use crate::backend::cuda::blas::Gemm;
-use crate::backend::cuda::gpu;
+use crate::backend::cuda::gpu_of;
 use crate::dtype::Float;
-use crate::{Device, Result, Tensor};
+use crate::{Result, Tensor};
 
 /// `C_i = op(A_i) op(B_i)` over the batch, into a new `[batch * m * n]` tensor of `shape`.
 fn product<T: Float>(
@@ -16,10 +16,7 @@ fn product<T: Float>(
     batch: usize,
     shape: &[usize],
 ) -> Result<Tensor<T>> {
-    let Device::Cuda(dev) = a.device() else {
-        unreachable!("CUDA launcher called for a CPU tensor")
-    };
-    let g = gpu(dev)?;
+    let g = gpu_of(a)?;
     let (da, db) = (a.dev()?, b.dev()?);
     let out = g.alloc::<T>(batch * m * n)?;
     let gemm = Gemm {

@@ -2,9 +2,9 @@
 //! argmax (plane-local indices) on the GPU for the backward pass.
 
 use super::cpu::PoolParams;
-use crate::backend::cuda::{DevBuf, Gpu, arg, gpu};
+use crate::backend::cuda::{DevBuf, arg, gpu_of};
 use crate::dtype::Float;
-use crate::{Device, Result, Tensor};
+use crate::{Result, Tensor};
 
 /// The `PoolGeom` struct of kernels/pool.cu.
 #[repr(C)]
@@ -41,13 +41,6 @@ fn geom(p: &PoolParams, adaptive: bool) -> PoolGeom {
         ow: i(p.ow),
         adaptive: i64::from(adaptive),
     }
-}
-
-fn gpu_of<T: Float>(t: &Tensor<T>) -> Result<&'static Gpu> {
-    let Device::Cuda(n) = t.device() else {
-        unreachable!("CUDA launcher called for a CPU tensor")
-    };
-    gpu(n)
 }
 
 /// Max pooling: the output (`[planes * oh * ow]`, flat) and the argmax on the GPU.

@@ -2,17 +2,10 @@
 //! output element over a contiguous row (after moving the reduced dims last, as the CPU kernel
 //! does), with a fixed tree order: deterministic.
 
-use crate::backend::cuda::{arg, gpu};
+use crate::backend::cuda::{arg, gpu_of};
 use crate::dtype::Float;
 use crate::shape::split_at_dim;
-use crate::{Device, Result, Tensor};
-
-fn ordinal<T: Float>(t: &Tensor<T>) -> usize {
-    match t.device() {
-        Device::Cuda(n) => n,
-        Device::Cpu => unreachable!("CUDA launcher called for a CPU tensor"),
-    }
-}
+use crate::{Result, Tensor};
 
 /// Sums over the dims where `mask` is true; the result is flat (the kept dims, row-major).
 pub(crate) fn sum_dims<T: Float>(x: &Tensor<T>, mask: &[bool]) -> Result<Tensor<T>> {
@@ -28,7 +21,7 @@ pub(crate) fn sum_dims<T: Float>(x: &Tensor<T>, mask: &[bool]) -> Result<Tensor<
         let perm: Vec<usize> = kept.iter().chain(&reduced).copied().collect();
         crate::ops::shape::cuda::permute(x, &perm)?
     };
-    let g = gpu(ordinal(x))?;
+    let g = gpu_of(x)?;
     let out = g.zeros::<T>(rows)?;
     if rows > 0 && row > 0 {
         let bx = moved.dev()?;
@@ -42,7 +35,7 @@ pub(crate) fn sum_dims<T: Float>(x: &Tensor<T>, mask: &[bool]) -> Result<Tensor<
 /// Maximum along `dim`: the values (flat) and the flat input index of each first maximum.
 pub(crate) fn max_dim<T: Float>(x: &Tensor<T>, dim: usize) -> Result<(Tensor<T>, Vec<usize>)> {
     let (outer, size, inner) = split_at_dim(x.shape(), dim);
-    let g = gpu(ordinal(x))?;
+    let g = gpu_of(x)?;
     let bx = x.dev()?;
     let vals = g.alloc::<T>(outer * inner)?;
     let idx = g.alloc::<i64>(outer * inner)?;
@@ -62,7 +55,7 @@ pub(crate) fn max_dim<T: Float>(x: &Tensor<T>, dim: usize) -> Result<(Tensor<T>,
 
 /// A tensor of `shape` holding `g[j]` at flat position `idx[j]` (distinct) and 0 elsewhere.
 pub(crate) fn scatter<T: Float>(gy: &Tensor<T>, idx: &[usize], shape: &[usize]) -> Result<Tensor<T>> {
-    let g = gpu(ordinal(gy))?;
+    let g = gpu_of(gy)?;
     let numel = shape.iter().product();
     let out = g.zeros::<T>(numel)?;
     let idx: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
@@ -78,7 +71,7 @@ pub(crate) fn scatter<T: Float>(gy: &Tensor<T>, idx: &[usize], shape: &[usize]) 
 /// L2 norm along `dim` (flat result).
 pub(crate) fn norm_dim<T: Float>(x: &Tensor<T>, dim: usize) -> Result<Tensor<T>> {
     let (outer, size, inner) = split_at_dim(x.shape(), dim);
-    let g = gpu(ordinal(x))?;
+    let g = gpu_of(x)?;
     let bx = x.dev()?;
     let out = g.alloc::<T>(outer * inner)?;
     let (px, po) = (bx.ptr(), out.ptr());
@@ -97,7 +90,7 @@ pub(crate) fn norm_dim<T: Float>(x: &Tensor<T>, dim: usize) -> Result<Tensor<T>>
 /// dL/dx of the L2 norm along `dim`: g x / n (0 where n = 0).
 pub(crate) fn norm_backward<T: Float>(x: &Tensor<T>, dim: usize, nrm: &Tensor<T>, gy: &Tensor<T>) -> Result<Tensor<T>> {
     let (outer, size, inner) = split_at_dim(x.shape(), dim);
-    let g = gpu(ordinal(x))?;
+    let g = gpu_of(x)?;
     let (bx, bn, bg) = (x.dev()?, nrm.dev()?, gy.dev()?);
     let out = g.alloc::<T>(x.numel())?;
     let (px, pn, pg, po) = (bx.ptr(), bn.ptr(), bg.ptr(), out.ptr());

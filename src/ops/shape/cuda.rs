@@ -1,17 +1,14 @@
 //! CUDA launcher of the shape family: the strided gather of kernels/shape.cu, which serves
 //! permute (permuted strides) and expand (stride 0 on broadcast dims).
 
-use crate::backend::cuda::{Strided, arg, gpu};
+use crate::backend::cuda::{Strided, arg, gpu_of};
 use crate::dtype::Float;
 use crate::shape::{broadcast_strides, numel, strides};
-use crate::{Device, Result, Tensor};
+use crate::{Result, Tensor};
 
 /// `out[i] = x[offset(i)]` over `out_shape`, reading x through `src` strides.
 pub(crate) fn gather<T: Float>(x: &Tensor<T>, out_shape: &[usize], src: &[usize]) -> Result<Tensor<T>> {
-    let Device::Cuda(n) = x.device() else {
-        unreachable!("CUDA launcher called for a CPU tensor")
-    };
-    let g = gpu(n)?;
+    let g = gpu_of(x)?;
     let bx = x.dev()?;
     let len = numel(out_shape);
     let out = g.alloc::<T>(len)?;

@@ -1,19 +1,16 @@
 //! CUDA launchers of softmax / log-softmax (kernels in kernels/softmax.cu).
 
 use super::cpu::SoftmaxParams;
-use crate::backend::cuda::{arg, gpu};
+use crate::backend::cuda::{arg, gpu_of};
 use crate::dtype::Float;
-use crate::{Device, Result, Tensor};
+use crate::{Result, Tensor};
 
 fn geometry(p: SoftmaxParams) -> (i64, i64, i64, i64) {
     (p.outer as i64, p.size as i64, p.inner as i64, i64::from(p.log))
 }
 
 pub(super) fn forward<T: Float>(x: &Tensor<T>, p: SoftmaxParams) -> Result<Tensor<T>> {
-    let Device::Cuda(n) = x.device() else {
-        unreachable!("CUDA launcher called for a CPU tensor")
-    };
-    let g = gpu(n)?;
+    let g = gpu_of(x)?;
     let bx = x.dev()?;
     let out = g.alloc::<T>(x.numel())?;
     let (px, po) = (bx.ptr(), out.ptr());
@@ -30,10 +27,7 @@ pub(super) fn forward<T: Float>(x: &Tensor<T>, p: SoftmaxParams) -> Result<Tenso
 }
 
 pub(super) fn backward<T: Float>(y: &Tensor<T>, gy: &Tensor<T>, p: SoftmaxParams) -> Result<Tensor<T>> {
-    let Device::Cuda(n) = y.device() else {
-        unreachable!("CUDA launcher called for a CPU tensor")
-    };
-    let g = gpu(n)?;
+    let g = gpu_of(y)?;
     let (by, bg) = (y.dev()?, gy.dev()?);
     let out = g.alloc::<T>(y.numel())?;
     let (py, pg, po) = (by.ptr(), bg.ptr(), out.ptr());
