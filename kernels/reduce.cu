@@ -2,18 +2,19 @@
 // fixed tree (block_sum); no atomics.
 #include "common.cuh"
 
-// out[r] = sum of row r of x (rows x row, contiguous). Launch with blockDim 256.
+// out[r] = scale * (sum of row r of x) (rows x row, contiguous): scale 1 for sum, 1/count for
+// mean (an empty row gives 0 * inf = NaN there, as PyTorch). Launch with blockDim 256.
 template <typename T>
-__device__ void sum_rows(const T* x, T* out, i64 rows, i64 row) {
+__device__ void sum_rows(const T* x, T* out, i64 rows, i64 row, T scale) {
     for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
         const T* xr = x + r * row;
         T acc = T(0);
         for (i64 j = threadIdx.x; j < row; j += blockDim.x) acc += xr[j];
         T s = block_sum(acc);
-        if (threadIdx.x == 0) out[r] = s;
+        if (threadIdx.x == 0) out[r] = s * scale;
     }
 }
-EXPORT(sum_rows, (const T* x, T* out, i64 rows, i64 row), (x, out, rows, row))
+EXPORT(sum_rows, (const T* x, T* out, i64 rows, i64 row, T scale), (x, out, rows, row, scale))
 
 // Max along the middle dim of [outer, size, inner]: value and flat index of the first maximum
 // (NaN wins, as the CPU kernel and PyTorch).

@@ -20,8 +20,9 @@
 
 #![deny(missing_docs)]
 
-/// Runs `$cuda` when `$dev` is a GPU (feature `cuda`), else `$cpu`: an op's one device
-/// dispatch. Without the feature the CUDA expression is compiled out.
+/// Runs `$cuda` when `$dev` is a GPU, else `$cpu`: an op's one device dispatch. The CUDA
+/// expression exists only under `cfg(gpu)` (set by build.rs for the features `cuda` and
+/// `cuda-emulator`); otherwise it is compiled out.
 macro_rules! on_device {
     ($dev:expr, cuda => $cuda:expr, cpu => $cpu:expr $(,)?) => {{
         #[cfg(gpu)]
@@ -54,7 +55,8 @@ mod tensor;
 pub mod viz;
 
 pub use autograd::no_grad;
-/// The CUDA backend's public helpers (feature `cuda`): allocator counters and synchronisation.
+/// The CUDA backend's public helpers (features `cuda` and `cuda-emulator`): allocator counters
+/// and synchronisation.
 #[cfg(gpu)]
 pub use backend::cuda::public as cuda;
 pub use device::Device;

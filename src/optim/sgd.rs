@@ -328,8 +328,8 @@ impl<T: Float> Sgd<T> {
             for ((p, g), slot) in self.params.iter().zip(&grads).zip(self.buffers.iter_mut()) {
                 let Some(g) = g else { continue };
                 #[cfg(gpu)]
-                if let crate::Device::Cuda(n) = p.device() {
-                    sgd_update_cuda(p, g, slot, use_momentum, &h, n)?;
+                if p.device() != crate::Device::Cpu {
+                    sgd_update_cuda(p, g, slot, use_momentum, &h)?;
                     continue;
                 }
                 // A gradient that aliases its own parameter (`p.backward_with(&p)`) must be
@@ -477,10 +477,9 @@ fn sgd_update_cuda<T: Float>(
     slot: &mut Option<Momentum<T>>,
     use_momentum: bool,
     h: &SgdHyper<T>,
-    ordinal: usize,
 ) -> Result<()> {
-    use crate::backend::cuda::{arg, float_arg, gpu};
-    let gpu = gpu(ordinal)?;
+    use crate::backend::cuda::{arg, float_arg, gpu_of};
+    let gpu = gpu_of(p)?;
     // A gradient aliasing its parameter is copied first (as on the CPU).
     let g = if g.shares_storage(p) {
         Tensor::from_dev(gpu.duplicate(&*g.dev()?)?, g.shape().to_vec())
@@ -489,7 +488,8 @@ fn sgd_update_cuda<T: Float>(
     };
     let first = i64::from(slot.is_none());
     if use_momentum && slot.is_none() {
-        *slot = Some(Momentum::Dev(gpu.zeros::<T>(p.numel())?));
+        // Uninitialised: the first update writes buf = d before reading it.
+        *slot = Some(Momentum::Dev(gpu.alloc::<T>(p.numel())?));
     }
     let pbuf = match slot {
         Some(Momentum::Dev(b)) if use_momentum => b.ptr(),

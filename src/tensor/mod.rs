@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 pub(crate) enum Buffer<T: Float> {
     /// Host memory.
     Cpu(Vec<T>),
-    /// GPU memory (feature `cuda`).
+    /// GPU memory (features `cuda`, `cuda-emulator`).
     #[cfg(gpu)]
     Cuda(crate::backend::cuda::DevBuf<T>),
 }
@@ -46,6 +46,29 @@ fn decode(v: usize) -> Device {
     match v {
         0 => Device::Cpu,
         n => Device::Cuda(n - 1),
+    }
+}
+
+impl<T: Float> Buffer<T> {
+    /// Host data as a buffer on `device` (kept as is on the CPU, uploaded to a GPU).
+    fn from_vec(data: Vec<T>, device: Device) -> Result<Self> {
+        match device {
+            Device::Cpu => Ok(Buffer::Cpu(data)),
+            #[cfg(gpu)]
+            Device::Cuda(n) => Ok(Buffer::Cuda(crate::backend::cuda::gpu(n)?.upload(&data)?)),
+            #[cfg(not(gpu))]
+            Device::Cuda(_) => Err(Error::device("CUDA support is not built in".to_string())),
+        }
+    }
+
+    /// A copy of a host view on `device` (a view that is already a downloaded copy is reused).
+    fn copy_of(data: CpuRef<'_, T>, device: Device) -> Result<Self> {
+        let owned = match data {
+            #[cfg(gpu)]
+            CpuRef::Owned(v) => v,
+            view => view.to_vec(),
+        };
+        Self::from_vec(owned, device)
     }
 }
 
@@ -300,13 +323,8 @@ impl<T: Float> Tensor<T> {
         if device == self.device() {
             return Ok(());
         }
-        let data = self.host()?.to_vec();
-        let moved = Self::from_host(data, self.shape().to_vec(), device)?;
-        let new_buf = {
-            let mut guard = moved.inner.storage.buf.write().unwrap();
-            std::mem::replace(&mut *guard, Buffer::Cpu(Vec::new()))
-        };
-        *self.inner.storage.buf.write().unwrap() = new_buf;
+        let moved = Buffer::copy_of(self.host()?, device)?; // the read guard ends here
+        *self.inner.storage.buf.write().unwrap() = moved;
         self.inner.storage.device.store(encode(device), Ordering::SeqCst);
         self.inner.storage.version.fetch_add(1, Ordering::SeqCst);
         *self.inner.grad.lock().unwrap() = None;
@@ -372,16 +390,11 @@ impl<T: Float> Tensor<T> {
 
     /// Host data (length already checked) as a new leaf on `device`, uploading to a GPU.
     pub(crate) fn from_host(data: Vec<T>, shape: Vec<usize>, device: Device) -> Result<Self> {
-        match device {
-            Device::Cpu => Ok(Self::from_parts(data, shape, device)),
-            #[cfg(gpu)]
-            Device::Cuda(n) => {
-                let g = crate::backend::cuda::gpu(n)?;
-                Ok(Self::from_dev(g.upload(&data)?, shape))
-            }
-            #[cfg(not(gpu))]
-            Device::Cuda(_) => Err(Error::device("CUDA support is not built in".to_string())),
-        }
+        Ok(Self::with_storage(
+            Storage::new(Buffer::from_vec(data, device)?, device),
+            shape,
+            None,
+        ))
     }
 
     /// A tensor of zeros.
@@ -491,15 +504,25 @@ impl<T: Float> Tensor<T> {
         Ok(self.host()?[0])
     }
 
-    /// This tensor on `device`. Moving to the device it is already on returns the same handle
-    /// (graph included).
+    /// This tensor on `device` (a copy). Moving to the device it is already on returns the same
+    /// handle (graph included). Recorded: backward moves the gradient back to the source device
+    /// (d copy(x)/dx = I).
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let x = Tensor::<f32>::ones(&[2], Device::Cpu)?.requires_grad();
+    /// let dev = Device::cuda_if_available(0);          // Cpu without a GPU
+    /// x.to_device(dev)?.mul_scalar(3.0)?.sum()?.backward()?;
+    /// assert_eq!(x.grad().unwrap().to_vec()?, vec![3.0, 3.0]);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
     pub fn to_device(&self, device: Device) -> Result<Self> {
         device.check_available()?;
         if device == self.device() {
             return Ok(self.clone());
         }
-        let data = self.host()?.to_vec();
-        let out = Self::from_host(data, self.shape().to_vec(), device)?;
+        let buf = Buffer::copy_of(self.host()?, device)?;
+        let out = Self::with_storage(Storage::new(buf, device), self.shape().to_vec(), None);
         crate::autograd::record(out, &[self], ToDeviceBackward { from: self.device() })
     }
 

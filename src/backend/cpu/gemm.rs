@@ -25,9 +25,10 @@
 //! `#[target_feature]`. The variant is picked at run time with `is_x86_feature_detected!`.
 //! Transposed operands are handled by the packing (never materialised). Packing buffers come
 //! from a per-thread scratch pool ([`Scratch`]), so packing allocates nothing in the steady
-//! state (a call still allocates its small row-offset tables, k or m entries). Row blocks run in parallel; every element of C is computed by the same sequence of
-//! operations (the k order is fixed, each product is one fused multiply-add) whichever thread
-//! runs it and whatever the tile shape or packing, so the bits do not depend on the thread
+//! state (a call still allocates its small row-offset tables, k or m entries). Row blocks run
+//! in parallel; every element of C is computed by the same sequence of operations (the k order
+//! is fixed, each product is one fused multiply-add) whichever thread runs it and whatever the
+//! tile shape or packing, so the bits do not depend on the thread
 //! count. (They may differ between CPUs with and without FMA.)
 
 use super::{PAR_THRESHOLD, Scratch};

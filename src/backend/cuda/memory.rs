@@ -181,6 +181,19 @@ impl Gpu {
         Ok(b)
     }
 
+    /// Equal-length host vectors in one device buffer, with one copy (one synchronisation
+    /// instead of one per vector): the buffer and the device address of each part.
+    pub(crate) fn upload_parts<T: Copy>(&'static self, parts: &[&[T]]) -> Result<(DevBuf<T>, Vec<u64>)> {
+        let len = parts.first().map_or(0, |p| p.len());
+        let joined: Vec<T> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        debug_assert_eq!(joined.len(), len * parts.len(), "upload_parts: unequal lengths");
+        let b = self.upload(&joined)?;
+        let ptrs = (0..parts.len())
+            .map(|i| b.ptr + (i * len * size_of::<T>()) as u64)
+            .collect();
+        Ok((b, ptrs))
+    }
+
     /// Overwrites `dst` (same length) with `data`; returns when the copy is done.
     pub(crate) fn write<T: Copy>(&'static self, dst: &DevBuf<T>, data: &[T]) -> Result<()> {
         assert_eq!(dst.len, data.len(), "upload length");

@@ -180,7 +180,7 @@ impl Strided {
     }
 }
 
-/// Public view of the CUDA backend for users and tests (feature `cuda`).
+/// Public view of the CUDA backend for users and tests (features `cuda`, `cuda-emulator`).
 pub mod public {
     use crate::{Device, Result};
 

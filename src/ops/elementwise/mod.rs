@@ -111,7 +111,7 @@ impl<T: Float> Backward<T> for BinaryBackward<T> {
                 BinaryOp::Mul => g.mul(self.a.as_ref().unwrap().get(name)?)?,
                 BinaryOp::Div => {
                     let (a, b) = (self.a.as_ref().unwrap().get(name)?, self.b.as_ref().unwrap().get(name)?);
-                    // -g * a / b^2, fused over the broadcast shape on the CPU
+                    // -g * a / b^2 over the broadcast shape: one fused pass on the CPU, four kernels on a GPU
                     on_device!(g.device(),
                         cuda => g.mul(&a.div(b)?)?.div(b)?.neg()?,
                         cpu => cpu::div_rhs_grad(g, a, b)?)

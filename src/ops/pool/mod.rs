@@ -22,32 +22,36 @@ use crate::shape::Pair;
 use crate::{Error, Result, Tensor};
 use cpu::PoolParams;
 
-#[derive(Clone, Copy)]
 enum PoolKind {
-    Max,
+    /// Max pooling, with each output's argmax (its index within the plane) where the data are.
+    Max(Argmax),
     Avg,
     Adaptive,
 }
 
-struct PoolBackward {
-    kind: PoolKind,
-    p: PoolParams,
-    /// Max pooling: per output, the index of its maximum within the plane.
-    argmax: Argmax,
-}
-
-/// Where max pooling's argmax lives: with the data (none for average pooling).
+/// Max pooling's argmax, kept on the device of the data.
 enum Argmax {
-    None,
     Host(Vec<usize>),
     #[cfg(gpu)]
     Dev(crate::backend::cuda::DevBuf<i64>),
 }
 
+struct PoolBackward {
+    kind: PoolKind,
+    p: PoolParams,
+}
+
+/// The argmax of a max pool on the other device than its gradient: an internal error (a
+/// tensor's device never changes under a recorded graph), reported instead of a panic.
+#[cfg(gpu)]
+fn argmax_elsewhere() -> Error {
+    Error::device("max_pool2d backward: the saved argmax is on another device than the gradient".to_string())
+}
+
 impl<T: Float> Backward<T> for PoolBackward {
     fn name(&self) -> &'static str {
         match self.kind {
-            PoolKind::Max => "max_pool2d",
+            PoolKind::Max(_) => "max_pool2d",
             PoolKind::Avg => "avg_pool2d",
             PoolKind::Adaptive => "adaptive_avg_pool2d",
         }
@@ -56,21 +60,22 @@ impl<T: Float> Backward<T> for PoolBackward {
         let shape = inputs[0].shape().to_vec();
         let dx = on_device!(g.device(),
         cuda => {
-            let buf = match (self.kind, &self.argmax) {
-                (PoolKind::Max, Argmax::Dev(idx)) => cuda::max_pool_backward(g, idx, &self.p)?,
-                (PoolKind::Max, _) => unreachable!("a GPU max pool saves its argmax on the GPU"),
-                (PoolKind::Avg, _) => cuda::avg_pool_backward(g, &self.p, false)?,
-                (PoolKind::Adaptive, _) => cuda::avg_pool_backward(g, &self.p, true)?,
+            let buf = match &self.kind {
+                PoolKind::Max(Argmax::Dev(idx)) => cuda::max_pool_backward(g, idx, &self.p)?,
+                PoolKind::Max(Argmax::Host(_)) => return Err(argmax_elsewhere()),
+                PoolKind::Avg => cuda::avg_pool_backward(g, &self.p, false)?,
+                PoolKind::Adaptive => cuda::avg_pool_backward(g, &self.p, true)?,
             };
             Tensor::from_dev(buf, shape)
         },
         cpu => {
             let g = g.cpu()?;
-            let data = match (self.kind, &self.argmax) {
-                (PoolKind::Max, Argmax::Host(idx)) => cpu::max_pool_backward(&g, idx, &self.p),
-                (PoolKind::Max, _) => unreachable!("a CPU max pool saves its argmax on the host"),
-                (PoolKind::Avg, _) => cpu::avg_pool_backward(&g, &self.p, false),
-                (PoolKind::Adaptive, _) => cpu::avg_pool_backward(&g, &self.p, true),
+            let data = match &self.kind {
+                PoolKind::Max(Argmax::Host(idx)) => cpu::max_pool_backward(&g, idx, &self.p),
+                #[cfg(gpu)]
+                PoolKind::Max(Argmax::Dev(_)) => return Err(argmax_elsewhere()),
+                PoolKind::Avg => cpu::avg_pool_backward(&g, &self.p, false),
+                PoolKind::Adaptive => cpu::avg_pool_backward(&g, &self.p, true),
             };
             Tensor::from_parts(data, shape, inputs[0].device())
         });
@@ -123,8 +128,8 @@ impl<T: Float> Tensor<T> {
     }
 
     #[track_caller]
-    fn finish_pool(&self, out: Tensor<T>, p: PoolParams, kind: PoolKind, argmax: Argmax) -> Result<Tensor<T>> {
-        record(out, &[self], PoolBackward { kind, p, argmax })
+    fn finish_pool(&self, out: Tensor<T>, p: PoolParams, kind: PoolKind) -> Result<Tensor<T>> {
+        record(out, &[self], PoolBackward { kind, p })
     }
 
     /// The pooled output's shape, `[N, C, oh, ow]`.
@@ -160,7 +165,7 @@ impl<T: Float> Tensor<T> {
             let (data, idx) = cpu::max_pool(&self.cpu()?, &p);
             (Tensor::from_parts(data, shape, self.device()), Argmax::Host(idx))
         });
-        self.finish_pool(out, p, PoolKind::Max, argmax)
+        self.finish_pool(out, p, PoolKind::Max(argmax))
     }
 
     /// 2-d average pooling (as `F.avg_pool2d` with `count_include_pad = true`): padding counts
@@ -185,7 +190,7 @@ impl<T: Float> Tensor<T> {
         let out = on_device!(self.device(),
             cuda => Tensor::from_dev(cuda::avg_pool(self, &p, false)?, shape),
             cpu => Tensor::from_parts(cpu::avg_pool(&self.cpu()?, &p, false), shape, self.device()));
-        self.finish_pool(out, p, PoolKind::Avg, Argmax::None)
+        self.finish_pool(out, p, PoolKind::Avg)
     }
 
     /// Adaptive average pooling to `output_size` (as `F.adaptive_avg_pool2d`; NCHW input only):
@@ -233,6 +238,6 @@ impl<T: Float> Tensor<T> {
         let out = on_device!(self.device(),
             cuda => Tensor::from_dev(cuda::avg_pool(self, &p, true)?, shape),
             cpu => Tensor::from_parts(cpu::avg_pool(&self.cpu()?, &p, true), shape, self.device()));
-        self.finish_pool(out, p, PoolKind::Adaptive, Argmax::None)
+        self.finish_pool(out, p, PoolKind::Adaptive)
     }
 }

@@ -2,13 +2,14 @@
 //! output element over a contiguous row (after moving the reduced dims last, as the CPU kernel
 //! does), with a fixed tree order: deterministic.
 
-use crate::backend::cuda::{arg, gpu_of};
+use crate::backend::cuda::{arg, float_arg, gpu_of};
 use crate::dtype::Float;
 use crate::shape::split_at_dim;
 use crate::{Result, Tensor};
 
-/// Sums over the dims where `mask` is true; the result is flat (the kept dims, row-major).
-pub(crate) fn sum_dims<T: Float>(x: &Tensor<T>, mask: &[bool]) -> Result<Tensor<T>> {
+/// `scale` times the sum over the dims where `mask` is true, as a tensor of `out_shape` (the
+/// kept dims, in order).
+pub(crate) fn sum_dims<T: Float>(x: &Tensor<T>, mask: &[bool], scale: T, out_shape: &[usize]) -> Result<Tensor<T>> {
     let shape = x.shape();
     let kept: Vec<usize> = (0..shape.len()).filter(|&d| !mask[d]).collect();
     let reduced: Vec<usize> = (0..shape.len()).filter(|&d| mask[d]).collect();
@@ -22,18 +23,25 @@ pub(crate) fn sum_dims<T: Float>(x: &Tensor<T>, mask: &[bool]) -> Result<Tensor<
         crate::ops::shape::cuda::permute(x, &perm)?
     };
     let g = gpu_of(x)?;
-    let out = g.zeros::<T>(rows)?;
-    if rows > 0 && row > 0 {
+    let out = g.alloc::<T>(rows)?;
+    if rows > 0 {
+        // Launched for empty rows too: they give 0 * scale.
         let bx = moved.dev()?;
         let (px, po, r, w) = (bx.ptr(), out.ptr(), rows as i64, row as i64);
         let grid = rows.min(65_535) as u32;
-        g.launch_grid::<T>("reduce", "sum_rows", grid, &[arg(&px), arg(&po), arg(&r), arg(&w)])?;
+        g.launch_grid::<T>(
+            "reduce",
+            "sum_rows",
+            grid,
+            &[arg(&px), arg(&po), arg(&r), arg(&w), float_arg(&scale)],
+        )?;
     }
-    Ok(Tensor::from_dev(out, vec![rows]))
+    Ok(Tensor::from_dev(out, out_shape.to_vec()))
 }
 
-/// Maximum along `dim`: the values (flat) and the flat input index of each first maximum.
-pub(crate) fn max_dim<T: Float>(x: &Tensor<T>, dim: usize) -> Result<(Tensor<T>, Vec<usize>)> {
+/// Maximum along `dim` as a tensor of `out_shape`, and the flat input index of each first
+/// maximum.
+pub(crate) fn max_dim<T: Float>(x: &Tensor<T>, dim: usize, out_shape: &[usize]) -> Result<(Tensor<T>, Vec<usize>)> {
     let (outer, size, inner) = split_at_dim(x.shape(), dim);
     let g = gpu_of(x)?;
     let bx = x.dev()?;
@@ -50,7 +58,7 @@ pub(crate) fn max_dim<T: Float>(x: &Tensor<T>, dim: usize) -> Result<(Tensor<T>,
         )?;
     }
     let flat = g.download(&idx)?.into_iter().map(|v| v as usize).collect();
-    Ok((Tensor::from_dev(vals, vec![outer * inner]), flat))
+    Ok((Tensor::from_dev(vals, out_shape.to_vec()), flat))
 }
 
 /// A tensor of `shape` holding `g[j]` at flat position `idx[j]` (distinct) and 0 elsewhere.
@@ -68,8 +76,8 @@ pub(crate) fn scatter<T: Float>(gy: &Tensor<T>, idx: &[usize], shape: &[usize]) 
     Ok(Tensor::from_dev(out, shape.to_vec()))
 }
 
-/// L2 norm along `dim` (flat result).
-pub(crate) fn norm_dim<T: Float>(x: &Tensor<T>, dim: usize) -> Result<Tensor<T>> {
+/// L2 norm along `dim`, as a tensor of `out_shape`.
+pub(crate) fn norm_dim<T: Float>(x: &Tensor<T>, dim: usize, out_shape: &[usize]) -> Result<Tensor<T>> {
     let (outer, size, inner) = split_at_dim(x.shape(), dim);
     let g = gpu_of(x)?;
     let bx = x.dev()?;
@@ -84,7 +92,7 @@ pub(crate) fn norm_dim<T: Float>(x: &Tensor<T>, dim: usize) -> Result<Tensor<T>>
             &[arg(&px), arg(&po), arg(&o), arg(&s), arg(&i)],
         )?;
     }
-    Ok(Tensor::from_dev(out, vec![outer * inner]))
+    Ok(Tensor::from_dev(out, out_shape.to_vec()))
 }
 
 /// dL/dx of the L2 norm along `dim`: g x / n (0 where n = 0).

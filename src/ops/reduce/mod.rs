@@ -106,7 +106,7 @@ impl<T: Float> Backward<T> for NormBackward<T> {
     fn backward(&self, g: &Tensor<T>, _inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
         let (x, n) = (self.x.get("norm_dim")?, self.norm.get("norm_dim")?);
         let dx = on_device!(g.device(),
-        cuda => cuda::norm_backward(x, self.dim, n, &g.reshape(n.shape())?)?,
+        cuda => cuda::norm_backward(x, self.dim, n, g)?,
         cpu => {
             let dx = cpu::norm_backward(&x.cpu()?, x.shape(), self.dim, &n.cpu()?, &g.cpu()?);
             Tensor::from_parts(dx, x.shape().to_vec(), x.device())
@@ -133,11 +133,7 @@ impl<T: Float> Tensor<T> {
             squeezed_shape(self.shape(), &mask)
         };
         let out = on_device!(self.device(),
-        cuda => {
-            let s = cuda::sum_dims(self, &mask)?;
-            let s = if mean { crate::autograd::no_grad(|| s.mul_scalar(T::from_f64(scale)))? } else { s };
-            s.reshape(&shape)?.detach()
-        },
+        cuda => cuda::sum_dims(self, &mask, T::from_f64(scale), &shape)?,
         cpu => {
             let mut data = cpu::sum_dims(&self.cpu()?, self.shape(), &mask);
             if mean {
@@ -233,10 +229,7 @@ impl<T: Float> Tensor<T> {
             squeezed_shape(self.shape(), &mask)
         };
         let (out, argmax) = on_device!(self.device(),
-        cuda => {
-            let (v, idx) = cuda::max_dim(self, dim)?;
-            (v.reshape(&shape)?.detach(), idx)
-        },
+        cuda => cuda::max_dim(self, dim, &shape)?,
         cpu => {
             let (values, argmax) = cpu::max_dim(&self.cpu()?, self.shape(), dim);
             (Tensor::from_parts(values, shape, self.device()), argmax)
@@ -263,7 +256,7 @@ impl<T: Float> Tensor<T> {
             ));
         }
         let flat = on_device!(self.device(),
-            cuda => cuda::max_dim(self, dim)?.1,
+            cuda => cuda::max_dim(self, dim, &[self.numel() / self.shape()[dim]])?.1,
             cpu => cpu::max_dim(&self.cpu()?, self.shape(), dim).1);
         let (_, size, inner) = crate::shape::split_at_dim(self.shape(), dim);
         Ok(flat.into_iter().map(|f| f / inner % size).collect())
@@ -325,7 +318,7 @@ impl<T: Float> Tensor<T> {
             squeezed_shape(self.shape(), &mask)
         };
         let norm = on_device!(self.device(),
-            cuda => cuda::norm_dim(self, dim)?.reshape(&kept)?.detach(),
+            cuda => cuda::norm_dim(self, dim, &kept)?,
             cpu => Tensor::from_parts(cpu::norm_dim(&self.cpu()?, self.shape(), dim), kept, self.device()));
         let out = if keepdim {
             norm.clone()
