@@ -66,6 +66,14 @@ fn pool_errors() {
         assert!(pool(&x, (0, 3), (1, 1), (0, 0)).is_err(), "kernel 0");
         assert!(pool(&x, (7, 2), (1, 1), (0, 0)).is_err(), "kernel > input");
         assert!(pool(&t(&[2, 6, 6]), (2, 2), (2, 2), (0, 0)).is_err(), "rank 3");
+        // An empty spatial dim with padding: windows that hold no pixel (found by
+        // pools_never_panic as [1, 1, 1, 0], kernel (2, 4), padding (1, 2), which panicked).
+        assert!(pool(&t(&[1, 1, 1, 0]), (2, 4), (1, 1), (1, 2)).is_err(), "empty width");
+        assert!(pool(&t(&[1, 1, 0, 3]), (2, 2), (1, 1), (1, 1)).is_err(), "empty height");
+        assert!(
+            pool(&t(&[0, 1, 4, 4]), (2, 2), (2, 2), (0, 0)).is_ok(),
+            "an empty batch is fine"
+        );
         assert!(pool(&x, (2, 2), (2, 2), (1, 1)).is_ok());
     }
     assert!(x.adaptive_avg_pool2d(0).is_err(), "output size 0");

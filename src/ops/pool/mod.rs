@@ -103,6 +103,10 @@ impl<T: Float> Tensor<T> {
                 format!("padding {padding:?} must be at most half the kernel {kernel:?} on each axis (as PyTorch)"),
             ));
         }
+        // As PyTorch: an empty H or W is an error (with padding, windows would hold no pixel).
+        if s[2] == 0 || s[3] == 0 {
+            return Err(Error::shape(op, format!("input {s:?} has an empty spatial dimension")));
+        }
         let (Some(oh), Some(ow)) = (
             conv_out_len(s[2], kernel.h, stride.h, padding.h),
             conv_out_len(s[3], kernel.w, stride.w, padding.w),
