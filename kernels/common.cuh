@@ -12,10 +12,10 @@ typedef long long i64;
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)blockDim.x * gridDim.x)
 
 // Instantiates template kernel `name<T>` as extern "C" name_f32 and name_f64. PARAMS may use T.
-// In the host build (kernels/host_emulation.h) each is also registered under that name.
-#ifdef SMALLGRAD_HOST_EMULATION
-#define REGISTER(fn) \
-    static smallgrad_host::Registrar registrar(#fn, [](void** a) { smallgrad_host::call(&fn, a); });
+// In cuda-sim's host build (cuda-sim/include/cuda_sim_device.h) each is also registered with
+// the simulator under that name, with its parameter sizes.
+#ifdef __CUDA_SIM__
+#define REGISTER(fn) CUDA_SIM_KERNEL(fn)
 #else
 #define REGISTER(fn)
 #endif
