@@ -1,6 +1,6 @@
 //! [`Device`]: where a tensor's data lives.
 
-#[cfg(not(gpu))]
+#[cfg(not(feature = "cuda"))]
 use crate::Error;
 use crate::Result;
 use std::fmt;
@@ -29,9 +29,9 @@ impl Device {
     pub fn check_available(self) -> Result<()> {
         match self {
             Device::Cpu => Ok(()),
-            #[cfg(gpu)]
+            #[cfg(feature = "cuda")]
             Device::Cuda(n) => crate::backend::cuda::gpu(n).map(|_| ()),
-            #[cfg(not(gpu))]
+            #[cfg(not(feature = "cuda"))]
             Device::Cuda(n) => Err(Error::device(format!(
                 "Device::Cuda({n}) is not available: smallgrad was built without the CUDA \
                  backend (build with `--features cuda`, see docs/cuda.md)"

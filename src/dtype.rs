@@ -11,17 +11,6 @@ mod private {
     pub trait Sealed {}
     impl Sealed for f32 {}
     impl Sealed for f64 {}
-
-    /// With the `cuda` feature, cust's `DeviceCopy` (the element can be copied to the GPU
-    /// bit for bit); without it, nothing.
-    #[cfg(feature = "cuda")]
-    pub trait DeviceCopyIfCuda: cust::memory::DeviceCopy {}
-    #[cfg(feature = "cuda")]
-    impl<T: cust::memory::DeviceCopy> DeviceCopyIfCuda for T {}
-    #[cfg(not(feature = "cuda"))]
-    pub trait DeviceCopyIfCuda {}
-    #[cfg(not(feature = "cuda"))]
-    impl<T> DeviceCopyIfCuda for T {}
 }
 
 /// A floating-point element type: `f32` or `f64` (sealed; no other type can implement it).
@@ -29,7 +18,6 @@ mod private {
 /// The methods mirror the inherent float methods so generic code can call them.
 pub trait Float:
     private::Sealed
-    + private::DeviceCopyIfCuda
     + Copy
     + Send
     + Sync

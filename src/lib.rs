@@ -21,13 +21,13 @@
 #![deny(missing_docs)]
 
 /// Runs `$cuda` when `$dev` is a GPU, else `$cpu`: an op's one device dispatch. The CUDA
-/// expression exists only under `cfg(gpu)` (set by build.rs for the features `cuda` and
+/// expression exists only under `cfg(feature = "cuda")` (set by build.rs for the features `cuda` and
 /// `cuda-emulator`); otherwise it is compiled out.
 macro_rules! on_device {
     ($dev:expr, cuda => $cuda:expr, cpu => $cpu:expr $(,)?) => {{
-        #[cfg(gpu)]
+        #[cfg(feature = "cuda")]
         let r = if $dev != $crate::Device::Cpu { $cuda } else { $cpu };
-        #[cfg(not(gpu))]
+        #[cfg(not(feature = "cuda"))]
         let r = $cpu;
         r
     }};
@@ -55,9 +55,9 @@ mod tensor;
 pub mod viz;
 
 pub use autograd::no_grad;
-/// The CUDA backend's public helpers (features `cuda` and `cuda-emulator`): allocator counters
-/// and synchronisation.
-#[cfg(gpu)]
+/// The CUDA backend's public helpers (feature `cuda`): allocator and call counters, and
+/// synchronisation.
+#[cfg(feature = "cuda")]
 pub use backend::cuda::public as cuda;
 pub use device::Device;
 pub use dtype::Float;

@@ -1,7 +1,7 @@
 //! The caching allocator of the CUDA backend: a warm training loop makes no `cuMemAlloc` call.
 //! Its own test binary (its own process), so that no other test allocates on the device while it
 //! counts. Without a GPU it prints `no CUDA device: skipping ...`.
-#![cfg(any(feature = "cuda", feature = "cuda-emulator"))]
+#![cfg(feature = "cuda")]
 
 mod common;
 

@@ -7,7 +7,7 @@
 //!
 //! Without a GPU (or against the CI's stub libraries) each test prints one line,
 //! `no CUDA device: skipping <test> (...)`, and returns.
-#![cfg(any(feature = "cuda", feature = "cuda-emulator"))]
+#![cfg(feature = "cuda")]
 
 mod common;
 

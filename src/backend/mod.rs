@@ -2,5 +2,5 @@
 //! nothing about autograd.
 
 pub(crate) mod cpu;
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 pub(crate) mod cuda;

@@ -27,7 +27,7 @@
 //! hand-written backward is the "pick `-log p[i, t_i]`" step of the negative log-likelihood,
 //! which scatters `-g[i]` back to position `(i, t_i)`.
 
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 mod cuda;
 
 use crate::autograd::{Backward, record};

@@ -99,7 +99,7 @@ pub struct Sgd<T: Float = f32> {
 /// A momentum buffer, kept on the parameter's device.
 enum Momentum<T: Float> {
     Host(Vec<T>),
-    #[cfg(gpu)]
+    #[cfg(feature = "cuda")]
     Dev(crate::backend::cuda::DevBuf<T>),
 }
 
@@ -107,7 +107,7 @@ impl<T: Float> Momentum<T> {
     fn to_host(&self) -> Result<Vec<T>> {
         match self {
             Momentum::Host(v) => Ok(v.clone()),
-            #[cfg(gpu)]
+            #[cfg(feature = "cuda")]
             Momentum::Dev(b) => b.gpu().download(b),
         }
     }
@@ -115,7 +115,7 @@ impl<T: Float> Momentum<T> {
     /// `values` as a buffer on `device`.
     fn on(device: crate::Device, values: Vec<T>) -> Result<Self> {
         match device {
-            #[cfg(gpu)]
+            #[cfg(feature = "cuda")]
             crate::Device::Cuda(n) => Ok(Momentum::Dev(crate::backend::cuda::gpu(n)?.upload(&values)?)),
             _ => Ok(Momentum::Host(values)),
         }
@@ -327,7 +327,7 @@ impl<T: Float> Sgd<T> {
         no_grad(|| -> Result<()> {
             for ((p, g), slot) in self.params.iter().zip(&grads).zip(self.buffers.iter_mut()) {
                 let Some(g) = g else { continue };
-                #[cfg(gpu)]
+                #[cfg(feature = "cuda")]
                 if p.device() != crate::Device::Cpu {
                     sgd_update_cuda(p, g, slot, use_momentum, &h)?;
                     continue;
@@ -348,7 +348,7 @@ impl<T: Float> Sgd<T> {
                     let buf = slot.get_or_insert_with(|| Momentum::Host(vec![T::ZERO; gs.len()]));
                     match buf {
                         Momentum::Host(v) => Some((v.as_mut_slice(), first)),
-                        #[cfg(gpu)]
+                        #[cfg(feature = "cuda")]
                         Momentum::Dev(_) => unreachable!("a CPU parameter's buffer is on the host"),
                     }
                 } else {
@@ -470,7 +470,7 @@ pub(crate) struct SgdHyper<T: Float> {
 }
 
 /// The GPU twin of the CPU loop body: one `sgd_update` kernel (kernels/optim.cu) per parameter.
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 fn sgd_update_cuda<T: Float>(
     p: &Tensor<T>,
     g: &Tensor<T>,

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 pub(crate) enum Buffer<T: Float> {
     /// Host memory.
     Cpu(Vec<T>),
-    /// GPU memory (features `cuda`, `cuda-emulator`).
-    #[cfg(gpu)]
+    /// GPU memory (feature `cuda`).
+    #[cfg(feature = "cuda")]
     Cuda(crate::backend::cuda::DevBuf<T>),
 }
 
@@ -54,9 +54,9 @@ impl<T: Float> Buffer<T> {
     fn from_vec(data: Vec<T>, device: Device) -> Result<Self> {
         match device {
             Device::Cpu => Ok(Buffer::Cpu(data)),
-            #[cfg(gpu)]
+            #[cfg(feature = "cuda")]
             Device::Cuda(n) => Ok(Buffer::Cuda(crate::backend::cuda::gpu(n)?.upload(&data)?)),
-            #[cfg(not(gpu))]
+            #[cfg(not(feature = "cuda"))]
             Device::Cuda(_) => Err(Error::device("CUDA support is not built in".to_string())),
         }
     }
@@ -64,7 +64,7 @@ impl<T: Float> Buffer<T> {
     /// A copy of a host view on `device` (a view that is already a downloaded copy is reused).
     fn copy_of(data: CpuRef<'_, T>, device: Device) -> Result<Self> {
         let owned = match data {
-            #[cfg(gpu)]
+            #[cfg(feature = "cuda")]
             CpuRef::Owned(v) => v,
             view => view.to_vec(),
         };
@@ -134,7 +134,7 @@ impl<T: Float> Clone for Tensor<T> {
 /// a GPU tensor) a downloaded copy. Dereferences to the slice.
 pub(crate) enum CpuRef<'a, T: Float> {
     Guard(RwLockReadGuard<'a, Buffer<T>>),
-    #[cfg(gpu)]
+    #[cfg(feature = "cuda")]
     Owned(Vec<T>),
 }
 
@@ -144,22 +144,22 @@ impl<T: Float> Deref for CpuRef<'_, T> {
         match self {
             CpuRef::Guard(g) => match &**g {
                 Buffer::Cpu(v) => v,
-                #[cfg(gpu)]
+                #[cfg(feature = "cuda")]
                 Buffer::Cuda(_) => unreachable!("a guard is only taken on a CPU tensor"),
             },
-            #[cfg(gpu)]
+            #[cfg(feature = "cuda")]
             CpuRef::Owned(v) => v,
         }
     }
 }
 
 /// A read guard on a GPU tensor's buffer; dereferences to the [`DevBuf`](crate::backend::cuda::DevBuf).
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 pub(crate) struct DevRef<'a, T: Float> {
     guard: RwLockReadGuard<'a, Buffer<T>>,
 }
 
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 impl<T: Float> Deref for DevRef<'_, T> {
     type Target = crate::backend::cuda::DevBuf<T>;
     fn deref(&self) -> &Self::Target {
@@ -244,13 +244,13 @@ impl<T: Float> Tensor<T> {
         let guard = self.inner.storage.buf.read().unwrap();
         match &*guard {
             Buffer::Cpu(_) => Ok(CpuRef::Guard(guard)),
-            #[cfg(gpu)]
+            #[cfg(feature = "cuda")]
             Buffer::Cuda(b) => Ok(CpuRef::Owned(b.gpu().download(b)?)),
         }
     }
 
     /// Read access to the buffer of a GPU tensor (ops' CUDA paths); marks the op start.
-    #[cfg(gpu)]
+    #[cfg(feature = "cuda")]
     pub(crate) fn dev(&self) -> Result<DevRef<'_, T>> {
         crate::instrument::op_started();
         let guard = self.inner.storage.buf.read().unwrap();
@@ -264,7 +264,7 @@ impl<T: Float> Tensor<T> {
     }
 
     /// Wraps a device buffer (length already checked by the caller) as a new leaf on its GPU.
-    #[cfg(gpu)]
+    #[cfg(feature = "cuda")]
     pub(crate) fn from_dev(buf: crate::backend::cuda::DevBuf<T>, shape: Vec<usize>) -> Self {
         debug_assert_eq!(buf.len(), numel(&shape), "from_dev: length vs shape {shape:?}");
         let device = Device::Cuda(buf.gpu().ordinal);
@@ -273,7 +273,7 @@ impl<T: Float> Tensor<T> {
 
     /// Updates a GPU tensor's buffer in place through `f` (optimiser steps, running statistics)
     /// and bumps the version counter, as [`update_in_place`](Self::update_in_place).
-    #[cfg(gpu)]
+    #[cfg(feature = "cuda")]
     pub(crate) fn update_in_place_dev(
         &self,
         f: impl FnOnce(&crate::backend::cuda::DevBuf<T>) -> Result<()>,
@@ -303,7 +303,7 @@ impl<T: Float> Tensor<T> {
         let mut buf = self.inner.storage.buf.write().unwrap();
         match &mut *buf {
             Buffer::Cpu(v) => f(v),
-            #[cfg(gpu)]
+            #[cfg(feature = "cuda")]
             Buffer::Cuda(b) => {
                 let g = b.gpu();
                 let mut host = g.download(b)?;
@@ -409,7 +409,7 @@ impl<T: Float> Tensor<T> {
 
     /// A tensor filled with `value`.
     pub fn full(shape: &[usize], value: T, device: Device) -> Result<Self> {
-        #[cfg(gpu)]
+        #[cfg(feature = "cuda")]
         if let Device::Cuda(n) = device {
             // Filled on the GPU: no host buffer of the full size.
             let len = checked_numel("tensor creation", shape)?;

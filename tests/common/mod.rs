@@ -4,7 +4,7 @@
 //! upstream gradient.
 #![allow(dead_code)]
 
-#[cfg(any(feature = "cuda", feature = "cuda-emulator"))]
+#[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod strategies;
 

@@ -4,8 +4,9 @@
 //! cuBLAS is column-major. A row-major `m x n` matrix is, read column-major, its transpose; so
 //! the row-major product `C = op(A) op(B)` is computed as the column-major product
 //! `C^T = op(B)^T op(A)^T`: swap the operands, swap m and n, keep each operand's transpose flag.
-//! The guide's chapter 5 checks this identity on the CPU, and the emulator's reference GEMM
-//! (which implements cuBLAS's column-major semantics) checks [`ColMajorGemm::of`] in the tests.
+//! The guide's chapter 5 checks this identity on the CPU; on the simulator (cuda-sim's cuBLAS,
+//! written from cuBLAS's documentation: column-major, op flags, leading dimensions, batch
+//! strides, argument checks) the CUDA suite checks [`ColMajorGemm::of`] against the CPU.
 
 use super::Gpu;
 use crate::dtype::Float;
@@ -111,7 +112,6 @@ impl Gpu {
             return Ok(());
         }
         let cm = ColMajorGemm::of(&g)?;
-        self.bind()?;
         // SAFETY: the callers size the buffers for this product; the operands swap (see above).
         unsafe { self.drv.gemm::<T>(&cm, b, a, c) }?;
         if self.sync_each {

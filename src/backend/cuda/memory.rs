@@ -3,6 +3,16 @@
 //! that class reuses one, so a training loop that repeats the same shapes makes no `cuMemAlloc`
 //! call after its first step. Reuse is safe because all of a device's work runs on one stream:
 //! a kernel that will write a reused buffer is queued after every kernel that read it before.
+//!
+//! Dropping a buffer touches no driver state (it goes to a free list), so it neither waits nor
+//! changes the dropping thread's current context. Memory goes back to the driver only when an
+//! allocation fails (the cache is freed and the allocation retried), after the stream has been
+//! synchronised.
+//!
+//! `SMALLGRAD_CUDA_NO_CACHING=1` turns the cache off, as `PYTORCH_NO_CUDA_MEMORY_CACHING=1` does:
+//! one `cuMemAlloc` of exactly the requested bytes per buffer, freed (after a synchronisation)
+//! when it drops. Slow, and for checking: every byte past a tensor's end is then outside any
+//! allocation, where the simulator's bounds checks (or compute-sanitizer's) see it.
 
 use super::Gpu;
 use crate::{Error, Result};
@@ -11,11 +21,12 @@ use std::marker::PhantomData;
 use std::sync::Mutex;
 
 /// An owned device allocation of `len` elements of `T` on one GPU, returned to the caching
-/// allocator when dropped.
+/// allocator when dropped. An empty buffer has no allocation (address 0).
 pub(crate) struct DevBuf<T: Copy> {
     ptr: u64,
     len: usize,
-    class: usize,
+    /// Bytes held: the size class (caching), the exact size (no caching), 0 when empty.
+    bytes: usize,
     gpu: &'static Gpu,
     _t: PhantomData<T>,
 }
@@ -42,23 +53,23 @@ impl<T: Copy> DevBuf<T> {
 
 impl<T: Copy> Drop for DevBuf<T> {
     fn drop(&mut self) {
-        // The context is made current even here: the last handle may be dropped on any thread.
-        let _ = self.gpu.bind();
-        self.gpu.pool.release(self.class, self.ptr);
+        if self.bytes > 0 {
+            self.gpu.pool.release(self.gpu, self.bytes, self.ptr);
+        }
     }
 }
 
 #[derive(Default)]
 struct PoolInner {
     free: HashMap<usize, Vec<u64>>,
-    allocs: u64,
     in_use: u64,
     cached: u64,
+    peak: u64,
 }
 
 /// The size-bucketed caching allocator of one device.
-#[derive(Default)]
 pub(crate) struct Pool {
+    caching: bool,
     inner: Mutex<PoolInner>,
 }
 
@@ -74,35 +85,56 @@ fn size_class(bytes: usize) -> Option<usize> {
 }
 
 impl Pool {
+    pub(crate) fn new(caching: bool) -> Self {
+        Pool {
+            caching,
+            inner: Mutex::new(PoolInner::default()),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn release(&self, class: usize, ptr: u64) {
+    fn release(&self, gpu: &Gpu, bytes: usize, ptr: u64) {
+        if !self.caching {
+            self.lock().in_use -= bytes as u64;
+            // SAFETY: a block this pool allocated, dropped by its only owner. An error (the
+            // context faulted) leaves nothing to do: Drop cannot report it, and the next call
+            // on the device returns it.
+            let _ = unsafe { gpu.drv.mem_free(ptr) };
+            return;
+        }
         let mut p = self.lock();
-        p.in_use -= class as u64;
-        p.cached += class as u64;
-        p.free.entry(class).or_default().push(ptr);
+        p.in_use -= bytes as u64;
+        p.cached += bytes as u64;
+        p.free.entry(bytes).or_default().push(ptr);
     }
 
-    /// Frees every cached block (before retrying an allocation that ran out of memory).
-    fn trim(&self, gpu: &Gpu) {
-        let mut p = self.lock();
-        for (class, ptrs) in p.free.drain().collect::<Vec<_>>() {
+    /// Frees every cached block (before retrying an allocation that ran out of memory), once
+    /// the stream has drained: a block in a free list may still be read by queued kernels.
+    fn trim(&self, gpu: &Gpu) -> Result<()> {
+        gpu.synchronize("freeing the allocator's cache")?;
+        let blocks: Vec<(usize, Vec<u64>)> = self.lock().free.drain().collect();
+        for (class, ptrs) in blocks {
             for ptr in ptrs {
-                // SAFETY: a block this pool allocated and nobody holds.
-                unsafe { gpu.drv.mem_free(ptr, class) };
-                p.cached -= class as u64;
+                self.lock().cached -= class as u64;
+                // SAFETY: a block this pool allocated and nobody holds; the stream is idle.
+                unsafe { gpu.drv.mem_free(ptr) }?;
             }
         }
+        Ok(())
     }
 
-    pub(crate) fn stats(&self) -> super::public::MemoryStats {
+    pub(crate) fn stats(&self, c: &super::driver::CallCounters) -> super::public::MemoryStats {
+        use std::sync::atomic::Ordering::Relaxed;
         let p = self.lock();
         super::public::MemoryStats {
-            device_allocs: p.allocs,
+            device_allocs: c.allocs.load(Relaxed),
+            device_frees: c.frees.load(Relaxed),
             bytes_in_use: p.in_use,
             bytes_cached: p.cached,
+            peak_bytes_in_use: p.peak,
         }
     }
 }
@@ -110,55 +142,64 @@ impl Pool {
 impl Gpu {
     /// `len` uninitialised elements of `T`.
     pub(crate) fn alloc<T: Copy>(&'static self, len: usize) -> Result<DevBuf<T>> {
-        let bytes = len
-            .checked_mul(size_of::<T>())
-            .and_then(size_class)
-            .ok_or_else(|| Error::OutOfMemory {
-                msg: format!(
-                    "cannot allocate {len} elements on cuda:{}: the size overflows",
-                    self.ordinal
-                ),
-            })?;
-        self.bind()?;
-        let reused = {
+        let overflow = || Error::OutOfMemory {
+            msg: format!(
+                "cannot allocate {len} elements on cuda:{}: the size overflows",
+                self.ordinal
+            ),
+        };
+        let exact = len.checked_mul(size_of::<T>()).ok_or_else(overflow)?;
+        if exact == 0 {
+            return Ok(DevBuf {
+                ptr: 0,
+                len,
+                bytes: 0,
+                gpu: self,
+                _t: PhantomData,
+            });
+        }
+        let bytes = if self.pool.caching {
+            size_class(exact).ok_or_else(overflow)?
+        } else {
+            exact
+        };
+        let reused = if self.pool.caching {
             let mut p = self.pool.lock();
             let hit = p.free.get_mut(&bytes).and_then(|v| v.pop());
             if hit.is_some() {
                 p.cached -= bytes as u64;
-                p.in_use += bytes as u64;
             }
             hit
+        } else {
+            None
         };
         let ptr = match reused {
             Some(ptr) => ptr,
-            None => {
-                let ptr = match self.drv.mem_alloc(bytes) {
-                    Err(Error::OutOfMemory { .. }) => {
-                        self.pool.trim(self);
-                        self.drv.mem_alloc(bytes)
-                    }
-                    other => other,
+            None => match self.drv.mem_alloc(bytes) {
+                Err(Error::OutOfMemory { .. }) if self.pool.caching => {
+                    self.pool.trim(self)?;
+                    self.drv.mem_alloc(bytes)
                 }
-                .map_err(|e| match e {
-                    Error::OutOfMemory { msg } => Error::OutOfMemory {
-                        msg: format!(
-                            "{msg} (cuda:{}, {len} elements of {} bytes)",
-                            self.ordinal,
-                            size_of::<T>()
-                        ),
-                    },
-                    e => e,
-                })?;
-                let mut p = self.pool.lock();
-                p.allocs += 1;
-                p.in_use += bytes as u64;
-                ptr
+                other => other,
             }
+            .map_err(|e| match e {
+                Error::OutOfMemory { msg } => Error::OutOfMemory {
+                    msg: format!(
+                        "{msg} (cuda:{}, {len} elements of {} bytes)",
+                        self.ordinal,
+                        size_of::<T>()
+                    ),
+                },
+                e => e,
+            })?,
         };
+        let mut p = self.pool.lock();
+        p.in_use += bytes as u64;
+        p.peak = p.peak.max(p.in_use);
         Ok(DevBuf {
             ptr,
             len,
-            class: bytes,
+            bytes,
             gpu: self,
             _t: PhantomData,
         })
@@ -200,7 +241,6 @@ impl Gpu {
         if data.is_empty() {
             return Ok(());
         }
-        self.bind()?;
         // SAFETY: `data` is live and `dst` holds its size; the copy is complete on return.
         unsafe { self.drv.htod(dst.ptr, data.as_ptr().cast(), size_of_val(data)) }
     }
@@ -215,7 +255,6 @@ impl Gpu {
         if src.len == 0 {
             return Ok(out);
         }
-        self.bind()?;
         // SAFETY: `out` holds `src.len` elements; the copy is complete on return.
         unsafe {
             self.drv

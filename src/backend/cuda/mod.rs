@@ -1,35 +1,29 @@
-//! The CUDA backend's plumbing: one lazily created device state per GPU (a driver: context,
-//! stream, modules, cuBLAS handle; plus the caching allocator), kernel launches and GEMMs.
-//! Kernels are launched by the op families' `cuda.rs` files; the kernels themselves are in
-//! kernels/*.cu.
+//! The CUDA backend's plumbing: one lazily created device state per GPU (a [`driver`]: context,
+//! stream, kernel modules, cuBLAS handle; plus the caching allocator of [`memory`]), kernel
+//! launches and GEMMs. Kernels are launched by the op families' `cuda.rs` files; the kernels
+//! themselves are in kernels/*.cu.
 //!
-//! Two drivers sit under the same code (see docs/cuda.md):
-//! - feature `cuda` ([`driver`]): the real one, cust (driver API) + cuBLAS. cust's primary
-//!   context is made current at every entry point (launch, copy, allocation, free), since
-//!   tensors move between threads; one stream per device carries every launch, copy and cuBLAS
-//!   call, so stream order alone makes buffer reuse by the caching allocator safe; every status
-//!   is checked and returned as an `Err` naming the call (out-of-memory is
-//!   [`Error::OutOfMemory`]); `SMALLGRAD_CUDA_SYNC=1` synchronises after every launch.
-//! - feature `cuda-emulator` ([`emulator`]): runs the same launchers on the CPU, against the
-//!   kernels compiled for the host by a C++ compiler and a reference of cuBLAS's GEMM, so that
-//!   the CUDA code path is executed (and tested) on machines without a GPU.
+//! - The driver's context is made current for every call (launch, copy, allocation, free) and
+//!   the caller's restored after it, since tensors move between threads.
+//! - One stream per device carries every launch, copy and cuBLAS call, so stream order alone
+//!   makes buffer reuse by the caching allocator safe.
+//! - Every status is checked and returned as an `Err` naming the call (out-of-memory is
+//!   [`Error::OutOfMemory`]); `SMALLGRAD_CUDA_SYNC=1` synchronises after every launch, so that
+//!   an asynchronous fault names the kernel that caused it.
+//! - Without a GPU, CI runs all of this against cuda-sim (`cuda-sim/`, docs/cuda.md): simulated
+//!   `libcuda.so.1` and `libcublas.so.13` that run every thread of every block and check races,
+//!   bounds and contexts.
 
 pub(crate) mod blas;
-#[cfg(feature = "cuda")]
 mod driver;
-#[cfg(all(feature = "cuda-emulator", not(feature = "cuda")))]
-mod emulator;
 pub(crate) mod memory;
 
-#[cfg(feature = "cuda")]
 use driver::Driver;
-#[cfg(all(feature = "cuda-emulator", not(feature = "cuda")))]
-use emulator::Driver;
+pub(crate) use driver::LaunchArg as KernelArg;
 
 use crate::dtype::Float;
 use crate::{Error, Result};
 use std::collections::HashMap;
-use std::ffi::c_void;
 use std::sync::{Mutex, OnceLock};
 
 pub(crate) use memory::DevBuf;
@@ -50,6 +44,10 @@ pub(crate) struct Gpu {
 
 static GPUS: OnceLock<Mutex<HashMap<usize, Result<&'static Gpu>>>> = OnceLock::new();
 
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1")
+}
+
 /// The GPU `ordinal`, initialised on first use (an `Err` saying why when there is none: no
 /// driver device, ordinal out of range, PTX rejected by the driver, ...). The outcome is
 /// remembered, so a missing GPU costs one probe per process.
@@ -60,18 +58,12 @@ pub(crate) fn gpu(ordinal: usize) -> Result<&'static Gpu> {
         let gpu = Gpu {
             ordinal,
             drv: Driver::init(ordinal)?,
-            pool: memory::Pool::default(),
-            sync_each: std::env::var("SMALLGRAD_CUDA_SYNC").is_ok_and(|v| v == "1"),
+            pool: memory::Pool::new(!env_flag("SMALLGRAD_CUDA_NO_CACHING")),
+            sync_each: env_flag("SMALLGRAD_CUDA_SYNC"),
         };
         Ok(&*Box::leak(Box::new(gpu)))
     });
-    match entry {
-        Ok(g) => {
-            g.bind()?;
-            Ok(*g)
-        }
-        Err(e) => Err(e.clone()),
-    }
+    entry.clone()
 }
 
 /// The GPU holding `t` (an `Err` for a CPU tensor: launchers are only called for GPU tensors).
@@ -86,25 +78,20 @@ pub(crate) fn gpu_of<T: Float>(t: &crate::Tensor<T>) -> Result<&'static Gpu> {
 }
 
 impl Gpu {
-    /// Makes this device's context current on the calling thread.
-    pub(crate) fn bind(&self) -> Result<()> {
-        self.drv.bind()
-    }
-
     /// Waits for all work queued on this device; an asynchronous fault surfaces here.
     pub(crate) fn synchronize(&self, after: &str) -> Result<()> {
         self.drv.synchronize(after)
     }
 
     /// Launches `family`'s kernel `name_{f32|f64}` over `threads` threads (grid-stride kernels:
-    /// the grid is capped), with `args` pointing at values whose types match the kernel's
-    /// parameters exactly (use [`arg`]).
+    /// the grid is capped), with `args` made by [`arg`] / [`float_arg`] in the kernel's
+    /// parameter order (checked against its PTX).
     pub(crate) fn launch<T: Float>(
         &self,
         family: &'static str,
-        name: &str,
+        name: &'static str,
         threads: usize,
-        args: &[*mut c_void],
+        args: &[KernelArg],
     ) -> Result<()> {
         let grid = threads.div_ceil(BLOCK as usize).clamp(1, MAX_GRID) as u32;
         self.launch_grid::<T>(family, name, grid, args)
@@ -115,38 +102,39 @@ impl Gpu {
     pub(crate) fn launch_grid<T: Float>(
         &self,
         family: &'static str,
-        name: &str,
+        name: &'static str,
         grid: u32,
-        args: &[*mut c_void],
+        args: &[KernelArg],
     ) -> Result<()> {
-        let full = format!("{name}_{}", T::DTYPE);
-        self.bind()?;
-        // SAFETY: the callers pass pointers to live values of the kernel's parameter types.
-        unsafe { self.drv.launch(family, &full, grid, BLOCK, args) }?;
+        self.drv.launch(family, name, T::DTYPE == "f64", grid, BLOCK, args)?;
         if self.sync_each {
-            self.synchronize(&full)?;
+            self.synchronize(&format!("{name}_{}", T::DTYPE))?;
         }
         Ok(())
     }
 }
 
-/// A kernel argument: the types kernels take (`long long`, device pointers, `float`, `double`,
-/// and the `#[repr(C)]` geometry structs). Anything else fails to compile, so an `i32` or `usize`
-/// cannot slip into a `long long` slot.
-pub(crate) trait KernelArg {}
-impl KernelArg for i64 {}
-impl KernelArg for u64 {}
-impl KernelArg for f32 {}
-impl KernelArg for f64 {}
+/// The non-float types kernels take: `long long` (i64), device pointers (u64) and the
+/// `#[repr(C)]` geometry structs. Floats go through [`float_arg`] only, typed by the kernel's
+/// `T`, so an `f64` cannot reach an `f32` kernel's float parameter (nor an `i32` a `long long`).
+pub(crate) trait Param: Copy {}
+impl Param for i64 {}
+impl Param for u64 {}
 
-/// A pointer to a kernel argument, for [`Gpu::launch`].
-pub(crate) fn arg<A: KernelArg>(v: &A) -> *mut c_void {
-    v as *const A as *mut c_void
+/// An integer, pointer or struct argument.
+pub(crate) fn arg<A: Param>(v: &A) -> KernelArg {
+    KernelArg {
+        ptr: (v as *const A).cast(),
+        size: size_of::<A>(),
+    }
 }
 
-/// A pointer to a float kernel argument (`T` is `f32` or `f64`, the kernels' `T`).
-pub(crate) fn float_arg<T: Float>(v: &T) -> *mut c_void {
-    v as *const T as *mut c_void
+/// A float argument: `T` is the kernel's element type (`f32` or `f64`).
+pub(crate) fn float_arg<T: Float>(v: &T) -> KernelArg {
+    KernelArg {
+        ptr: (v as *const T).cast(),
+        size: size_of::<T>(),
+    }
 }
 
 /// The `Strided` struct of kernels/common.cuh: up to 8 dims of a strided read.
@@ -157,7 +145,7 @@ pub(crate) struct Strided {
     shape: [i64; 8],
     stride: [i64; 8],
 }
-impl KernelArg for Strided {}
+impl Param for Strided {}
 
 impl Strided {
     /// `Err` past 8 dims (the kernels' limit).
@@ -180,19 +168,57 @@ impl Strided {
     }
 }
 
-/// Public view of the CUDA backend for users and tests (features `cuda`, `cuda-emulator`).
+/// Public view of the CUDA backend for users, tests and benches (feature `cuda`).
 pub mod public {
     use crate::{Device, Result};
+    use std::sync::atomic::Ordering;
 
     /// Counters of a device's caching allocator.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct MemoryStats {
         /// `cuMemAlloc` calls made so far (a warm training loop makes none).
         pub device_allocs: u64,
+        /// `cuMemFree` calls made so far (after an out-of-memory retry, or with
+        /// `SMALLGRAD_CUDA_NO_CACHING=1`).
+        pub device_frees: u64,
         /// Bytes held by live tensors (rounded up to the allocator's size classes).
         pub bytes_in_use: u64,
         /// Bytes cached in free lists, ready for reuse.
         pub bytes_cached: u64,
+        /// The most `bytes_in_use` ever reached.
+        pub peak_bytes_in_use: u64,
+    }
+
+    /// How many driver and cuBLAS calls of each kind smallgrad has made on a device, counted
+    /// where it makes them (so they are the same on a GPU and on the simulator). For counting
+    /// what a training step costs; see docs/cuda.md.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct Counters {
+        /// Kernel launches (`cuLaunchKernel`).
+        pub launches: u64,
+        /// cuBLAS GEMM calls.
+        pub cublas_calls: u64,
+        /// Stream synchronisations (`cuStreamSynchronize`), the waits of uploads and downloads
+        /// included.
+        pub synchronizations: u64,
+        /// Host-to-device copies, and their bytes.
+        pub h2d_copies: u64,
+        /// Bytes of those copies.
+        pub h2d_bytes: u64,
+        /// Device-to-host copies (every `to_vec`, `item`, ...).
+        pub d2h_copies: u64,
+        /// Bytes of those copies.
+        pub d2h_bytes: u64,
+        /// Device-to-device copies.
+        pub d2d_copies: u64,
+        /// Bytes of those copies.
+        pub d2d_bytes: u64,
+        /// Memsets (zero-filled buffers).
+        pub memsets: u64,
+        /// `cuMemAlloc` calls.
+        pub device_allocs: u64,
+        /// `cuMemFree` calls.
+        pub device_frees: u64,
     }
 
     fn ordinal(device: Device) -> Result<usize> {
@@ -207,7 +233,27 @@ pub mod public {
     /// The allocator counters of `device` (initialising it if needed).
     pub fn memory_stats(device: Device) -> Result<MemoryStats> {
         let g = super::gpu(ordinal(device)?)?;
-        Ok(g.pool.stats())
+        Ok(g.pool.stats(&g.drv.counters))
+    }
+
+    /// The call counters of `device` since its first use (initialising it if needed).
+    pub fn counters(device: Device) -> Result<Counters> {
+        let c = &super::gpu(ordinal(device)?)?.drv.counters;
+        let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Ok(Counters {
+            launches: r(&c.launches),
+            cublas_calls: r(&c.cublas),
+            synchronizations: r(&c.syncs),
+            h2d_copies: r(&c.h2d),
+            h2d_bytes: r(&c.h2d_bytes),
+            d2h_copies: r(&c.d2h),
+            d2h_bytes: r(&c.d2h_bytes),
+            d2d_copies: r(&c.d2d),
+            d2d_bytes: r(&c.d2d_bytes),
+            memsets: r(&c.memsets),
+            device_allocs: r(&c.allocs),
+            device_frees: r(&c.frees),
+        })
     }
 
     /// Waits until all queued work on `device` is done (for timing); surfaces asynchronous errors.

@@ -31,7 +31,7 @@
 //! and `dL/dx = w r g`.
 
 mod cpu;
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 mod cuda;
 
 use crate::autograd::{Backward, Saved, record};

@@ -11,7 +11,7 @@
 
 use super::cpu::Conv2dParams;
 use crate::backend::cuda::blas::Gemm;
-use crate::backend::cuda::{DevBuf, Gpu, KernelArg, arg, gpu_of};
+use crate::backend::cuda::{DevBuf, Gpu, Param, arg, gpu_of};
 use crate::dtype::Float;
 use crate::{Result, Tensor};
 
@@ -34,7 +34,7 @@ struct ConvGeom {
     oh: i64,
     ow: i64,
 }
-impl KernelArg for ConvGeom {}
+impl Param for ConvGeom {}
 
 fn geom(p: &Conv2dParams) -> ConvGeom {
     let i = |v: usize| v as i64;

@@ -17,7 +17,7 @@
 //! - dL/db[o] = Σ_{n, oy, ox} G[n, o, oy, ox].
 
 mod cpu;
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 mod cuda;
 
 use crate::autograd::{Backward, Saved, record};

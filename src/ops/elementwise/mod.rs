@@ -18,7 +18,7 @@
 //! - add_scalar: 1;  mul_scalar(s): s
 
 mod cpu;
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 pub(crate) mod cuda;
 
 use crate::autograd::{Backward, Saved, record};

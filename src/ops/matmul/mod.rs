@@ -15,7 +15,7 @@
 //! both its forward and backward are computed that way.
 
 mod cpu;
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 mod cuda;
 
 use crate::autograd::{Backward, Saved, record};

@@ -23,7 +23,7 @@ struct PoolGeom {
     ow: i64,
     adaptive: i64,
 }
-impl crate::backend::cuda::KernelArg for PoolGeom {}
+impl crate::backend::cuda::Param for PoolGeom {}
 
 fn geom(p: &PoolParams, adaptive: bool) -> PoolGeom {
     let i = |v: usize| v as i64;

@@ -12,7 +12,7 @@
 //! - adaptive average: the same with PyTorch's windows [floor(i·H/OH), ceil((i+1)·H/OH)).
 
 mod cpu;
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 mod cuda;
 
 use crate::autograd::{Backward, record};
@@ -32,7 +32,7 @@ enum PoolKind {
 /// Max pooling's argmax, kept on the device of the data.
 enum Argmax {
     Host(Vec<usize>),
-    #[cfg(gpu)]
+    #[cfg(feature = "cuda")]
     Dev(crate::backend::cuda::DevBuf<i64>),
 }
 
@@ -43,7 +43,7 @@ struct PoolBackward {
 
 /// The argmax of a max pool on the other device than its gradient: an internal error (a
 /// tensor's device never changes under a recorded graph), reported instead of a panic.
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 fn argmax_elsewhere() -> Error {
     Error::device("max_pool2d backward: the saved argmax is on another device than the gradient".to_string())
 }
@@ -72,7 +72,7 @@ impl<T: Float> Backward<T> for PoolBackward {
             let g = g.cpu()?;
             let data = match &self.kind {
                 PoolKind::Max(Argmax::Host(idx)) => cpu::max_pool_backward(&g, idx, &self.p),
-                #[cfg(gpu)]
+                #[cfg(feature = "cuda")]
                 PoolKind::Max(Argmax::Dev(_)) => return Err(argmax_elsewhere()),
                 PoolKind::Avg => cpu::avg_pool_backward(&g, &self.p, false),
                 PoolKind::Adaptive => cpu::avg_pool_backward(&g, &self.p, true),

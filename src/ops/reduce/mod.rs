@@ -12,7 +12,7 @@
 //!   `linalg.vector_norm`), so a zero vector gets no NaN.
 
 mod cpu;
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 mod cuda;
 
 use crate::autograd::{Backward, Saved, record};

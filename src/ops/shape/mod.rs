@@ -12,7 +12,7 @@
 //!   positions, so its gradient is the sum over them: `sum_to(grad, input.shape)`.
 
 pub(crate) mod cpu;
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 pub(crate) mod cuda;
 
 use crate::autograd::{Backward, record};

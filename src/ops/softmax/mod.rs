@@ -18,7 +18,7 @@
 //! pass instead of a graph of exp / mul / sum nodes.
 
 mod cpu;
-#[cfg(gpu)]
+#[cfg(feature = "cuda")]
 mod cuda;
 
 use crate::autograd::{Backward, Saved, record};
