@@ -1,0 +1,454 @@
+//! The CUDA backend's driver layer: what happens when the driver fails (every failure an `Err`
+//! naming the call, no panic, no leaked allocation), contexts and threads, the allocator's reuse,
+//! and smallgrad's call counters against the driver's own.
+//!
+//! Most failures are injected by the simulator (cuda-sim: `CUDA_SIM_FAIL_*`, read when a process
+//! starts), so those tests run their body in a child process of this binary with the variables
+//! set; against a real driver they print `not the simulator: skipping <test>`. Without a GPU at
+//! all every test prints `no CUDA device: skipping <test>` (or fails, with
+//! `SMALLGRAD_REQUIRE_CUDA=1`).
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use common::cuda::{gpu, tiny_resnet};
+use common::sim::{self, CHILD_DONE, is_child, run_child};
+use common::{normal, targets, to_f32};
+use smallgrad::loss::{CosineLoss, Reduction, cross_entropy};
+use smallgrad::nn::Module;
+use smallgrad::optim::{Sgd, SgdConfig};
+use smallgrad::{Device, Error, Result, Rng, Tensor};
+use std::ffi::c_void;
+
+unsafe extern "C" {
+    fn cuDevicePrimaryCtxRetain(ctx: *mut *mut c_void, dev: i32) -> i32;
+    fn cuCtxSetCurrent(ctx: *mut c_void) -> i32;
+    fn cuCtxGetCurrent(ctx: *mut *mut c_void) -> i32;
+}
+
+/// The GPU, and the simulator behind it; otherwise prints why the test does nothing.
+fn on_simulator(test: &str) -> bool {
+    if gpu(test).is_none() {
+        return false;
+    }
+    if !sim::is_simulator() {
+        println!("not the simulator: skipping {test} (it injects faults through cuda-sim)");
+        return false;
+    }
+    true
+}
+
+fn current_context() -> *mut c_void {
+    let mut c = std::ptr::null_mut();
+    // SAFETY: out-pointer.
+    assert_eq!(unsafe { cuCtxGetCurrent(&mut c) }, 0);
+    c
+}
+
+fn message(e: &Error) -> String {
+    e.to_string()
+}
+
+/// No allocation is lost: every block the driver holds is one the allocator holds (cached, as
+/// nothing is in use once the test's tensors are gone).
+fn assert_no_leak(dev: Device) {
+    smallgrad::cuda::synchronize(dev).unwrap();
+    let s = smallgrad::cuda::memory_stats(dev).unwrap();
+    assert_eq!(s.bytes_in_use, 0, "{s:?}");
+    let live = sim::counters().unwrap().live_allocs;
+    assert_eq!(
+        live,
+        s.device_allocs - s.device_frees,
+        "driver {live} live blocks, allocator {s:?}"
+    );
+}
+
+#[test]
+fn oom_on_the_nth_allocation_recovers_by_freeing_the_cache() {
+    const NAME: &str = "oom_on_the_nth_allocation_recovers_by_freeing_the_cache";
+    if is_child(NAME) {
+        let dev = Device::Cuda(0);
+        let a = Tensor::<f32>::zeros(&[1000], dev).unwrap(); // cuMemAlloc #1
+        let b = Tensor::<f32>::zeros(&[3000], dev).unwrap(); // #2
+        drop(b); // cached
+        // #3 fails: the cache (b's block) is freed after a synchronisation and #4 succeeds
+        let c = Tensor::<f32>::zeros(&[9000], dev).unwrap();
+        let s = smallgrad::cuda::memory_stats(dev).unwrap();
+        assert_eq!((s.device_allocs, s.device_frees), (3, 1), "{s:?}");
+        assert_eq!(c.sum().unwrap().item().unwrap(), 0.0);
+        drop((a, c));
+        assert_no_leak(dev);
+        println!("{CHILD_DONE}");
+        return;
+    }
+    if on_simulator(NAME) {
+        let out = run_child(NAME, &[("CUDA_SIM_FAIL_ALLOC", "3")]);
+        assert!(out.contains("injected error 2 into call #3 of cuMemAlloc_v2"), "{out}");
+    }
+}
+
+#[test]
+fn oom_from_the_nth_allocation_on_is_an_err_and_leaks_nothing() {
+    const NAME: &str = "oom_from_the_nth_allocation_on_is_an_err_and_leaks_nothing";
+    if is_child(NAME) {
+        let dev = Device::Cuda(0);
+        let x = Tensor::<f32>::ones(&[2, 3, 8, 8], dev).unwrap(); // the only allocation that works
+        let (w, v) = (x.reshape(&[6, 64]).unwrap(), x.reshape(&[64, 6]).unwrap()); // views
+        let ops: Vec<(&str, Result<Tensor<f32>>)> = vec![
+            ("exp", x.exp()),
+            ("sum", x.sum()),
+            ("matmul", w.matmul(&v)),
+            ("max_pool2d", x.max_pool2d(2, 2, 0)),
+            ("softmax", x.softmax(1)),
+            (
+                "to_device",
+                Tensor::<f32>::zeros(&[5], Device::Cpu).unwrap().to_device(dev),
+            ),
+        ];
+        for (op, r) in ops {
+            match r {
+                Err(Error::OutOfMemory { msg }) => assert!(msg.contains("cuMemAlloc"), "{op}: {msg}"),
+                other => panic!(
+                    "{op}: expected OutOfMemory, got {:?}",
+                    other.map(|t| t.shape().to_vec())
+                ),
+            }
+        }
+        drop((x, w, v));
+        assert_no_leak(dev);
+        println!("{CHILD_DONE}");
+        return;
+    }
+    if on_simulator(NAME) {
+        run_child(NAME, &[("CUDA_SIM_FAIL_ALLOC", "2-")]);
+    }
+}
+
+#[test]
+fn a_failed_launch_is_an_err_and_the_device_still_works() {
+    const NAME: &str = "a_failed_launch_is_an_err_and_the_device_still_works";
+    if is_child(NAME) {
+        let dev = Device::Cuda(0);
+        let x = Tensor::<f32>::from_vec(vec![0.0, 1.0, 2.0], &[3], dev).unwrap();
+        let y = x.exp().unwrap(); // launch #1
+        let e = y.mul_scalar(2.0).unwrap_err(); // #2 fails
+        let m = message(&e);
+        assert!(
+            m.contains("cuLaunchKernel(unary_f32)") && m.contains("CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (701)"),
+            "{m}"
+        );
+        let z = y.add_scalar(1.0).unwrap(); // #3 works
+        let want: Vec<f32> = [0.0f32, 1.0, 2.0].iter().map(|v| v.exp() + 1.0).collect();
+        assert_eq!(z.to_vec().unwrap(), want);
+        drop((x, y, z));
+        assert_no_leak(dev);
+        println!("{CHILD_DONE}");
+        return;
+    }
+    if on_simulator(NAME) {
+        run_child(NAME, &[("CUDA_SIM_FAIL_LAUNCH", "2")]);
+    }
+}
+
+#[test]
+fn error_codes_unknown_to_anyone_are_errs_naming_the_call() {
+    const NAME: &str = "error_codes_unknown_to_anyone_are_errs_naming_the_call";
+    if is_child(NAME) {
+        let dev = Device::Cuda(0);
+        let x = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2], dev).unwrap();
+        // 912: CUDA_ERROR_INVALID_CLUSTER_SIZE, newer than the CUDA 11 enums of cust_raw.
+        let m = message(&x.to_vec().unwrap_err());
+        assert!(
+            m.contains("cuMemcpyDtoHAsync failed") && m.contains("CUDA_ERROR_INVALID_CLUSTER_SIZE (912)"),
+            "{m}"
+        );
+        // 4242: a code no driver knows.
+        let m = message(&x.exp().unwrap_err());
+        assert!(
+            m.contains("cuLaunchKernel(unary_f32) failed") && m.contains("CUDA error 4242"),
+            "{m}"
+        );
+        // 99: a cuBLAS status no cuBLAS has.
+        let m = message(&x.matmul(&x).unwrap_err());
+        assert!(
+            m.contains("cublasSgemmStridedBatched failed") && m.contains("cuBLAS status 99"),
+            "{m}"
+        );
+        // each was injected once: the same calls work now
+        assert_eq!(x.to_vec().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(x.matmul(&x).unwrap().to_vec().unwrap(), vec![7.0, 10.0, 15.0, 22.0]);
+        drop(x);
+        assert_no_leak(dev);
+        println!("{CHILD_DONE}");
+        return;
+    }
+    if on_simulator(NAME) {
+        let faults = "cuMemcpyDtoHAsync_v2:1:912,cuLaunchKernel:1:4242,cublasSgemmStridedBatched:1:99";
+        run_child(NAME, &[("CUDA_SIM_FAIL_CALL", faults)]);
+    }
+}
+
+#[test]
+fn an_asynchronous_fault_names_its_kernel_under_smallgrad_cuda_sync() {
+    const NAME: &str = "an_asynchronous_fault_names_its_kernel_under_smallgrad_cuda_sync";
+    if is_child(NAME) {
+        let dev = Device::Cuda(0);
+        let x = Tensor::<f32>::from_vec(vec![1.0, 2.0], &[2], dev).unwrap();
+        let m = message(&x.exp().unwrap_err()); // launch #1 faults when it runs
+        assert!(
+            m.contains("cuStreamSynchronize (after unary_f32) failed: CUDA_ERROR_ILLEGAL_ADDRESS (700)"),
+            "{m}"
+        );
+        // as on a GPU, a faulted context stays faulted
+        let m = message(&x.to_vec().unwrap_err());
+        assert!(m.contains("CUDA_ERROR_ILLEGAL_ADDRESS"), "{m}");
+        println!("{CHILD_DONE}");
+        return;
+    }
+    if on_simulator(NAME) {
+        run_child(NAME, &[("CUDA_SIM_FAIL_ASYNC", "1"), ("SMALLGRAD_CUDA_SYNC", "1")]);
+    }
+}
+
+#[test]
+fn a_driver_too_old_for_the_ptx_shows_the_jit_log() {
+    const NAME: &str = "a_driver_too_old_for_the_ptx_shows_the_jit_log";
+    if is_child(NAME) {
+        let m = message(&Device::Cuda(0).check_available().unwrap_err());
+        assert!(
+            m.contains("CUDA_ERROR_UNSUPPORTED_PTX_VERSION (222)")
+                && m.contains("JIT error log")
+                && m.contains("Unsupported .version 9.0")
+                && m.contains("nvcc 13.0"),
+            "{m}"
+        );
+        assert_eq!(Device::cuda_if_available(0), Device::Cpu);
+        println!("{CHILD_DONE}");
+        return;
+    }
+    if on_simulator(NAME) {
+        run_child(NAME, &[("CUDA_SIM_PTX_MAX", "8.8")]);
+    }
+}
+
+#[test]
+fn no_device_is_an_err() {
+    const NAME: &str = "no_device_is_an_err";
+    if is_child(NAME) {
+        let m = message(&Device::Cuda(0).check_available().unwrap_err());
+        assert!(
+            m.contains("no CUDA device") && m.contains("CUDA_ERROR_NO_DEVICE"),
+            "{m}"
+        );
+        assert!(Tensor::<f32>::zeros(&[3], Device::Cuda(0)).is_err());
+        assert_eq!(Device::cuda_if_available(0), Device::Cpu);
+        println!("{CHILD_DONE}");
+        return;
+    }
+    if on_simulator(NAME) {
+        run_child(NAME, &[("CUDA_SIM_DEVICES", "0")]);
+    }
+}
+
+#[test]
+fn using_and_dropping_buffers_leaves_the_threads_context_alone() {
+    const NAME: &str = "using_and_dropping_buffers_leaves_the_threads_context_alone";
+    if is_child(NAME) {
+        let (d0, d1) = (Device::Cuda(0), Device::Cuda(1));
+        d0.check_available().unwrap();
+        d1.check_available().unwrap();
+        let mut ctx0 = std::ptr::null_mut();
+        // SAFETY: out-pointer, then our own retained context.
+        assert_eq!(unsafe { cuDevicePrimaryCtxRetain(&mut ctx0, 0) }, 0);
+        for current in [ctx0, std::ptr::null_mut()] {
+            // SAFETY: a live context, or none.
+            assert_eq!(unsafe { cuCtxSetCurrent(current) }, 0);
+            let t = Tensor::<f32>::ones(&[1000], d1).unwrap();
+            assert_eq!(current_context(), current, "after an upload to cuda:1");
+            let u = t.exp().unwrap();
+            assert_eq!(u.to_vec().unwrap()[0], 1.0f32.exp());
+            assert_eq!(current_context(), current, "after a kernel and a download on cuda:1");
+            drop((t, u));
+            assert_eq!(current_context(), current, "after dropping cuda:1 buffers");
+        }
+        println!("{CHILD_DONE}");
+        return;
+    }
+    if on_simulator(NAME) {
+        run_child(NAME, &[("CUDA_SIM_DEVICES", "2")]);
+        run_child(NAME, &[("CUDA_SIM_DEVICES", "2"), ("SMALLGRAD_CUDA_NO_CACHING", "1")]);
+    }
+}
+
+/// rayon's workers and fresh threads have no current context: every entry point binds its own.
+#[test]
+fn works_from_threads_that_have_no_context() {
+    let Some(dev) = gpu("works_from_threads_that_have_no_context") else {
+        return;
+    };
+    use rayon::prelude::*;
+    let sums: Vec<f32> = (0..8)
+        .into_par_iter()
+        .map(|i| {
+            let t = Tensor::<f32>::from_vec(vec![i as f32; 100], &[100], dev)?;
+            t.mul_scalar(2.0)?.sum()?.item()
+        })
+        .collect::<Result<_>>()
+        .unwrap();
+    assert_eq!(sums, (0..8).map(|i| 200.0 * i as f32).collect::<Vec<_>>());
+    let t = Tensor::<f32>::ones(&[10], dev).unwrap();
+    let h = std::thread::spawn(move || t.add_scalar(1.0).and_then(|u| u.to_vec()));
+    assert_eq!(h.join().unwrap().unwrap(), vec![2.0; 10]);
+}
+
+#[test]
+fn smallgrads_counters_agree_with_the_drivers() {
+    const NAME: &str = "smallgrads_counters_agree_with_the_drivers";
+    if is_child(NAME) {
+        let dev = Device::Cuda(0);
+        let model = tiny_resnet(dev).unwrap();
+        let mut opt = Sgd::new(
+            model.parameters(),
+            SgdConfig {
+                lr: 0.05,
+                momentum: 0.9,
+                weight_decay: 5e-4,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut rng = Rng::new(1);
+        let x = to_f32(&normal(&[4, 1, 12, 12], &mut rng)).to_device(dev).unwrap();
+        let y = targets(4, 10, &mut rng);
+        let mut step = || -> Result<f32> {
+            opt.zero_grad();
+            let loss = CosineLoss::default().forward(&model.forward(&x)?, &y)?;
+            loss.backward()?;
+            opt.step()?;
+            loss.item()
+        };
+        for _ in 0..2 {
+            step().unwrap(); // warm-up: momentum buffers, gradients, the allocator's cache
+        }
+        smallgrad::cuda::synchronize(dev).unwrap();
+        let (s0, d0) = (smallgrad::cuda::counters(dev).unwrap(), sim::counters().unwrap());
+        step().unwrap();
+        let (s1, d1) = (smallgrad::cuda::counters(dev).unwrap(), sim::counters().unwrap());
+        let ours = |f: fn(&smallgrad::cuda::Counters) -> u64| f(&s1) - f(&s0);
+        let theirs = |f: fn(&sim::SimCounters) -> u64| f(&d1) - f(&d0);
+        assert_eq!(ours(|c| c.launches), theirs(|c| c.launches), "launches");
+        assert_eq!(ours(|c| c.cublas_calls), theirs(|c| c.cublas_calls), "cuBLAS calls");
+        assert_eq!(ours(|c| c.synchronizations), theirs(|c| c.syncs), "synchronisations");
+        assert_eq!(
+            theirs(|c| c.implicit_syncs),
+            0,
+            "a call that blocked without being asked to"
+        );
+        assert_eq!(ours(|c| c.h2d_copies), theirs(|c| c.h2d_copies), "H2D copies");
+        assert_eq!(ours(|c| c.h2d_bytes), theirs(|c| c.h2d_bytes), "H2D bytes");
+        assert_eq!(ours(|c| c.d2h_copies), theirs(|c| c.d2h_copies), "D2H copies");
+        assert_eq!(ours(|c| c.d2h_bytes), theirs(|c| c.d2h_bytes), "D2H bytes");
+        assert_eq!(ours(|c| c.d2d_copies), theirs(|c| c.d2d_copies), "D2D copies");
+        assert_eq!(ours(|c| c.memsets), theirs(|c| c.memsets), "memsets");
+        assert_eq!(ours(|c| c.device_allocs), theirs(|c| c.allocs), "allocations");
+        assert_eq!(ours(|c| c.device_frees), theirs(|c| c.frees), "frees");
+        assert_eq!(ours(|c| c.device_allocs), 0, "a warm step allocates nothing");
+        println!(
+            "one warm ResNet-20 step (batch 4, 12x12x1): launches={} cublas={} syncs={} h2d={} d2h={} d2d={} \
+             memsets={} allocs={}",
+            ours(|c| c.launches),
+            ours(|c| c.cublas_calls),
+            ours(|c| c.synchronizations),
+            ours(|c| c.h2d_copies),
+            ours(|c| c.d2h_copies),
+            ours(|c| c.d2d_copies),
+            ours(|c| c.memsets),
+            ours(|c| c.device_allocs)
+        );
+        println!("{CHILD_DONE}");
+        return;
+    }
+    if on_simulator(NAME) {
+        let out = run_child(NAME, &[]);
+        if let Some(at) = out.find("one warm ResNet-20 step") {
+            println!("{}", out[at..].lines().next().unwrap_or_default());
+        }
+    }
+}
+
+/// The simulator runs every thread of every block, once per schedule it compares.
+#[test]
+fn the_simulator_runs_every_thread_of_the_grid() {
+    const NAME: &str = "the_simulator_runs_every_thread_of_the_grid";
+    if is_child(NAME) {
+        let dev = Device::Cuda(0);
+        let x = Tensor::<f32>::ones(&[1000], dev).unwrap();
+        smallgrad::cuda::synchronize(dev).unwrap();
+        let before = sim::counters().unwrap();
+        let y = x.exp().unwrap(); // 1000 threads, in 4 blocks of 256
+        smallgrad::cuda::synchronize(dev).unwrap();
+        let after = sim::counters().unwrap();
+        let schedules: u64 = std::env::var("CUDA_SIM_SCHEDULES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
+            .max(1);
+        assert_eq!(after.launches - before.launches, 1);
+        assert_eq!(after.schedules_run - before.schedules_run, schedules);
+        assert_eq!(after.threads_run - before.threads_run, 1024 * schedules);
+        drop(y);
+        println!("{CHILD_DONE}");
+        return;
+    }
+    if on_simulator(NAME) {
+        run_child(NAME, &[("CUDA_SIM_SCHEDULES", "3")]);
+    }
+}
+
+/// A warm training loop makes no cuMemAlloc call: the caching allocator serves every request.
+/// In its own process, so that no other test allocates meanwhile.
+#[test]
+fn allocator_reuses_memory_across_steps() {
+    const NAME: &str = "allocator_reuses_memory_across_steps";
+    if is_child(NAME) {
+        let dev = Device::Cuda(0);
+        let model = tiny_resnet(dev).unwrap();
+        let mut opt = Sgd::new(
+            model.parameters(),
+            SgdConfig {
+                lr: 0.05,
+                momentum: 0.9,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut rng = Rng::new(5);
+        let x = to_f32(&normal(&[8, 1, 12, 12], &mut rng)).to_device(dev).unwrap();
+        let y = targets(8, 10, &mut rng);
+        let mut step = || -> Result<()> {
+            opt.zero_grad();
+            cross_entropy(&model.forward(&x)?, &y, Reduction::Mean)?.backward()?;
+            opt.step()
+        };
+        for _ in 0..2 {
+            step().unwrap();
+        }
+        let before = smallgrad::cuda::memory_stats(dev).unwrap();
+        for _ in 0..20 {
+            step().unwrap();
+        }
+        smallgrad::cuda::synchronize(dev).unwrap();
+        let after = smallgrad::cuda::memory_stats(dev).unwrap();
+        assert_eq!(after.device_allocs, before.device_allocs, "{before:?} -> {after:?}");
+        assert!(
+            after.bytes_in_use <= before.bytes_in_use + (1 << 20),
+            "{before:?} -> {after:?}"
+        );
+        println!("{CHILD_DONE}");
+        return;
+    }
+    if gpu(NAME).is_some() {
+        // one schedule: the op suite checks these kernels for races already
+        run_child(NAME, &[("CUDA_SIM_SCHEDULES", "1"), ("CUDA_SIM_RACECHECK", "0")]);
+    }
+}
