@@ -3,8 +3,8 @@
 //
 // What it maps:
 // - `__global__`, `__device__`, `__host__`, `__forceinline__`: plain (inline) C++ functions.
-// - `threadIdx`, `blockIdx`, `blockDim`, `gridDim`: calls into the simulator, which knows which
-//   GPU thread (fiber) is running.
+// - `threadIdx`, `blockIdx`, `blockDim`, `gridDim`: fields of the simulator's per-worker-thread
+//   state, which it sets before it runs (or resumes) each GPU thread.
 // - `__syncthreads()`: the simulator's block barrier (it records the call site, so threads that
 //   wait at different barriers, or exit while others wait, are reported).
 // - `__shared__`: thread-local statics. All threads of a block run as fibers on one worker
@@ -32,21 +32,24 @@ struct dim3 {
 };
 typedef dim3 uint3;
 
+// The running GPU thread's coordinates, kept by the simulator (libcuda.so.1, loaded at program
+// start, so its TLS is static and initial-exec access from here is valid).
+struct cuda_sim_state_t {
+    dim3 thread_idx, block_idx, block_dim, grid_dim;
+};
+
 extern "C" {
-dim3 cuda_sim_thread_idx(void);
-dim3 cuda_sim_block_idx(void);
-dim3 cuda_sim_block_dim(void);
-dim3 cuda_sim_grid_dim(void);
+extern __thread cuda_sim_state_t cuda_sim_state __attribute__((tls_model("initial-exec")));
 void cuda_sim_syncthreads(const char* file, int line);
 // kinds[i]: 0 a value, 1 a pointer to mutable data, 2 a pointer to const data.
 void cuda_sim_register_kernel(const char* name, void* fn, void (*thunk)(void*, void**), int nparams,
                               const unsigned* sizes, const unsigned char* kinds);
 }
 
-#define threadIdx (cuda_sim_thread_idx())
-#define blockIdx (cuda_sim_block_idx())
-#define blockDim (cuda_sim_block_dim())
-#define gridDim (cuda_sim_grid_dim())
+#define threadIdx (static_cast<const dim3&>(cuda_sim_state.thread_idx))
+#define blockIdx (static_cast<const dim3&>(cuda_sim_state.block_idx))
+#define blockDim (static_cast<const dim3&>(cuda_sim_state.block_dim))
+#define gridDim (static_cast<const dim3&>(cuda_sim_state.grid_dim))
 #define __syncthreads() cuda_sim_syncthreads(__FILE__, __LINE__)
 
 #define __global__

@@ -127,25 +127,32 @@ int gemm(const char* name, void* hv, int transa, int transb, int m, int n, int k
             alv = *alpha;
             bev = *beta;
         }
-        std::vector<T> acc(m);
+        // op(A) as a column-major m x k block and op(B) as k x n (TF32-rounded if asked),
+        // then for each column of C: k fused multiply-adds per element, in order of p.
+        std::vector<T> ap(size_t(m) * k), bp(size_t(k) * n), acc(m);
+        auto round = [tf32](T v) { return tf32 ? static_cast<T>(to_tf32(static_cast<float>(v))) : v; };
         for (long long bi = 0; bi < batch; ++bi) {
             const T* A = a + bi * stride_a;
             const T* B = b + bi * stride_b;
             T* C = c + bi * stride_c;
+            for (int p = 0; p < k; ++p)
+                for (int r = 0; r < m; ++r)
+                    ap[r + size_t(p) * m] = round(ta ? A[p + static_cast<long long>(r) * lda]
+                                                     : A[r + static_cast<long long>(p) * lda]);
+            for (int j = 0; j < n; ++j)
+                for (int p = 0; p < k; ++p)
+                    bp[p + size_t(j) * k] = round(tb ? B[j + static_cast<long long>(p) * ldb]
+                                                     : B[p + static_cast<long long>(j) * ldb]);
             for (int j = 0; j < n; ++j) {
                 std::fill(acc.begin(), acc.end(), T(0));
                 for (int p = 0; p < k; ++p) {
-                    T bv = tb ? B[j + static_cast<long long>(p) * ldb] : B[p + static_cast<long long>(j) * ldb];
-                    if (tf32) bv = static_cast<T>(to_tf32(static_cast<float>(bv)));
-                    for (int r = 0; r < m; ++r) {
-                        T av = ta ? A[p + static_cast<long long>(r) * lda] : A[r + static_cast<long long>(p) * lda];
-                        if (tf32) av = static_cast<T>(to_tf32(static_cast<float>(av)));
-                        acc[r] = fma_(av, bv, acc[r]);
-                    }
+                    const T bv = bp[p + size_t(j) * k];
+                    const T* col = ap.data() + size_t(p) * m;
+                    for (int r = 0; r < m; ++r) acc[r] = fma_(col[r], bv, acc[r]);
                 }
-                T* col = C + static_cast<long long>(j) * ldc;
+                T* out = C + static_cast<long long>(j) * ldc;
                 for (int r = 0; r < m; ++r)  // beta = 0: C is not read (it may hold garbage)
-                    col[r] = bev == T(0) ? alv * acc[r] : fma_(alv, acc[r], bev * col[r]);
+                    out[r] = bev == T(0) ? alv * acc[r] : fma_(alv, acc[r], bev * out[r]);
             }
         }
     };

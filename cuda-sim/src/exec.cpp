@@ -24,6 +24,7 @@
 //   in the same block and a barrier separates them. This catches what no serial order shows
 //   (two threads adding into one value give the same bits either way).
 #include <dlfcn.h>
+#include <pthread.h>
 #include <link.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -118,9 +119,27 @@ struct Exec {
 
     Fault fault = Fault::NONE;
     std::string finding;
+    std::vector<uint32_t> order;  // scratch: the threads of one phase, in schedule order
+    uint64_t threads_done = 0;
+    unsigned access_size = 4;  // of the access being checked (for messages)
 };
 
-thread_local Exec* tls_exec = nullptr;
+}  // namespace
+}  // namespace sim
+
+// The running GPU thread's coordinates, which the kernels read (cuda_sim_device.h).
+struct cuda_sim_state_t {
+    sim::dim3_ thread_idx, block_idx, block_dim, grid_dim;
+};
+extern "C" {
+__attribute__((visibility("default"), tls_model("initial-exec"))) __thread cuda_sim_state_t cuda_sim_state;
+}
+
+namespace sim {
+namespace {
+
+// Read on every instrumented access: initial-exec TLS (the driver is loaded at start-up).
+__attribute__((tls_model("initial-exec"))) thread_local Exec* tls_exec = nullptr;
 thread_local StackPool* tls_stacks = nullptr;
 thread_local int t_schedules = -1, t_racecheck = -1;
 std::atomic<uint32_t> g_epoch{0};
@@ -148,10 +167,13 @@ const char* schedule_name(int s) {
     }
 }
 
+// Thrown out of a GPU thread that must stop (a bad access, a barrier its PTX lacks): unwinds the
+// kernel's frames to fiber_main (or run_block, for threads run directly), destructors and all.
+struct KernelAbort {};
+
 [[noreturn]] void abort_thread(Exec& e) {
     e.cur->state = Fiber::FAULTED;
-    fiber_switch(&e.cur->ctx, &e.sched);
-    __builtin_unreachable();
+    throw KernelAbort{};
 }
 
 [[noreturn]] void bad_access(Exec& e, uintptr_t addr, unsigned size, bool write, const std::string& what) {
@@ -167,8 +189,14 @@ void race(Exec& e, uintptr_t addr, bool write, bool shared, uint32_t other, bool
     if (e.race_found) return;  // the first race of a launch is reported; the launch then fails
     e.race_found = true;
     uint32_t me = static_cast<uint32_t>(e.block_linear * e.tpb + e.cur->linear + 1);
-    std::string where = shared ? strprintf("shared memory byte %llu", (unsigned long long)(addr - e.shared_lo))
-                               : describe_address(addr, 1);
+    std::string where;
+    if (shared) {
+        where = shared_variable(e.host, addr - e.shared_lo, e.access_size);
+        if (where.empty()) where = strprintf("shared memory byte %llu", (unsigned long long)(addr - e.shared_lo));
+        else where = "shared " + where;
+    } else {
+        where = describe_address(addr, 1);
+    }
     e.finding = strprintf(
         "race in kernel %s: %s %s %s, which %s %s in the same launch with no barrier between them "
         "(barrier phase %u)",
@@ -257,6 +285,7 @@ inline void access(void* p, unsigned size, bool write) {
     if (!e || !e->cur) return;  // not inside a kernel (library initialisation, the host's own code)
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
     if (a - e->stack_lo < e->stack_len) return;  // the thread's own stack: locals, by-value arguments
+    if (a - reinterpret_cast<uintptr_t>(&cuda_sim_state) < sizeof cuda_sim_state) return;  // threadIdx & co
     for (auto& h : e->hot) {
         if (a - h.lo < h.len) {
             device_access(*e, h.a, a, size, write);
@@ -266,6 +295,7 @@ inline void access(void* p, unsigned size, bool write) {
     if (a - e->shared_lo < e->shared_len) {
         if (a + size > e->shared_lo + e->shared_len)
             bad_access(*e, a, size, write, "past the end of the block's shared memory");
+        e->access_size = size;
         if (e->track)
             for (uintptr_t g = (a - e->shared_lo) / 4; g <= (a + size - 1 - e->shared_lo) / 4; ++g)
                 track_one(*e, e->shared_shadow[g], e->shared_epoch, a, write, true);
@@ -277,10 +307,53 @@ inline void access(void* p, unsigned size, bool write) {
 void fiber_main(void* p) {
     Exec* e = tls_exec;
     Fiber* f = static_cast<Fiber*>(p);
-    e->host->thunk(e->host->fn, e->args.data());
-    f->state = Fiber::DONE;
+    try {
+        e->host->thunk(e->host->fn, e->args.data());
+        f->state = Fiber::DONE;
+    } catch (KernelAbort&) {
+        f->state = Fiber::FAULTED;
+    }
     fiber_switch(&f->ctx, &e->sched);
     __builtin_unreachable();
+}
+
+// The worker thread's own stack (threads of barrier-free kernels run on it directly).
+void worker_stack(uintptr_t* lo, uintptr_t* len) {
+    static thread_local uintptr_t base = 0, size = 0;
+    if (!size) {
+        pthread_attr_t attr;
+        void* addr = nullptr;
+        size_t sz = 0;
+        if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+            pthread_attr_getstack(&attr, &addr, &sz);
+            pthread_attr_destroy(&attr);
+        }
+        base = reinterpret_cast<uintptr_t>(addr);
+        size = sz;
+    }
+    *lo = base;
+    *len = size;
+}
+
+// A kernel without barriers (its PTX has no bar.sync): each thread runs to completion on the
+// worker's stack, in the schedule's order. No fibers needed: nothing can suspend a thread.
+bool run_block_direct(Exec& e, std::vector<Fiber>& fibers, std::vector<uint32_t>& order) {
+    worker_stack(&e.stack_lo, &e.stack_len);
+    for (uint32_t t : order) {
+        Fiber& f = fibers[t];
+        e.cur = &f;
+        cuda_sim_state.thread_idx = f.tid;
+        try {
+            e.host->thunk(e.host->fn, e.args.data());
+            f.state = Fiber::DONE;
+        } catch (KernelAbort&) {
+            f.state = Fiber::FAULTED;
+        }
+        e.cur = nullptr;
+        e.threads_done += f.state == Fiber::DONE;
+        if (e.fault != Fault::NONE) return false;
+    }
+    return true;
 }
 
 // The worker thread's TLS block of the kernel library: the kernels' __shared__ statics.
@@ -303,16 +376,15 @@ bool run_block(Exec& e, uint64_t b, std::vector<Fiber>& fibers, std::mt19937_64&
     e.shared_epoch = g_epoch.fetch_add(1) + 1;  // shared memory is the block's own
     if (e.spec->fn->ptx.static_shared > 0 && e.shared_len > 0)
         std::memset(reinterpret_cast<void*>(e.shared_lo), 0xFF, e.shared_len);  // garbage, as a GPU's
-    for (uint32_t t = 0; t < e.tpb; ++t) {
-        fibers[t].state = Fiber::NEW;
-        fibers[t].linear = t;
-        fibers[t].tid = unflatten(t, e.block);
-    }
-    std::vector<uint32_t> order(e.tpb);
+    cuda_sim_state.block_idx = e.block_idx;
+    for (auto& f : fibers) f.state = Fiber::NEW;
+    std::vector<uint32_t>& order = e.order;
+    order.resize(e.tpb);
     for (;;) {
         for (uint32_t t = 0; t < e.tpb; ++t) order[t] = t;
         if (e.schedule == 1) std::reverse(order.begin(), order.end());
         if (e.schedule >= 2) std::shuffle(order.begin(), order.end(), rng);
+        if (!e.spec->fn->ptx.barrier) return run_block_direct(e, fibers, order);
         for (uint32_t t : order) {
             Fiber& f = fibers[t];
             if (f.state == Fiber::NEW) {
@@ -327,11 +399,12 @@ bool run_block(Exec& e, uint64_t b, std::vector<Fiber>& fibers, std::mt19937_64&
             }
             if (f.state != Fiber::READY) continue;
             e.cur = &f;
+            cuda_sim_state.thread_idx = f.tid;
             e.stack_lo = reinterpret_cast<uintptr_t>(f.stack);
             e.stack_len = STACK_SIZE;
             fiber_switch(&e.sched, &f.ctx);
             e.cur = nullptr;
-            counters.threads += f.state == Fiber::DONE;
+            e.threads_done += f.state == Fiber::DONE;
             if (f.state == Fiber::DONE || f.state == Fiber::FAULTED) {
                 tls_stacks->put(f.stack);
                 f.stack = nullptr;
@@ -419,6 +492,12 @@ int run_grid(LaunchSpec& spec, Context* ctx, std::string* msg) {
     int schedules = std::max(1, spec.schedules);
     e.cow = schedules > 1;
     std::vector<Fiber> fibers(e.tpb);
+    for (uint32_t t = 0; t < e.tpb; ++t) {
+        fibers[t].linear = t;
+        fibers[t].tid = unflatten(t, e.block);
+    }
+    cuda_sim_state.block_dim = e.block;
+    cuda_sim_state.grid_dim = e.grid;
     std::vector<std::pair<Allocation*, std::vector<uint8_t>>> first_results;
     tls_exec = &e;
     int code = OK;
@@ -466,6 +545,7 @@ int run_grid(LaunchSpec& spec, Context* ctx, std::string* msg) {
         }
     }
     tls_exec = nullptr;
+    counters.threads += e.threads_done;
     if (code == OK && e.race_found) code = LAUNCH_FAILED;
     if (code != OK) {
         if (e.fault == Fault::BAD_ACCESS || e.fault == Fault::BARRIER_MISMATCH || e.fault == Fault::NO_PTX_BARRIER)
@@ -478,23 +558,6 @@ int run_grid(LaunchSpec& spec, Context* ctx, std::string* msg) {
 }  // namespace sim
 
 using sim::tls_exec;
-
-SIM_EXPORT sim::dim3_ cuda_sim_thread_idx(void) {
-    auto* e = tls_exec;
-    return e && e->cur ? e->cur->tid : sim::dim3_{0, 0, 0};
-}
-SIM_EXPORT sim::dim3_ cuda_sim_block_idx(void) {
-    auto* e = tls_exec;
-    return e ? e->block_idx : sim::dim3_{0, 0, 0};
-}
-SIM_EXPORT sim::dim3_ cuda_sim_block_dim(void) {
-    auto* e = tls_exec;
-    return e ? e->block : sim::dim3_{1, 1, 1};
-}
-SIM_EXPORT sim::dim3_ cuda_sim_grid_dim(void) {
-    auto* e = tls_exec;
-    return e ? e->grid : sim::dim3_{1, 1, 1};
-}
 
 SIM_EXPORT void cuda_sim_syncthreads(const char* file, int line) {
     auto* e = tls_exec;

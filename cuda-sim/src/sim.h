@@ -171,6 +171,9 @@ struct HostKernel {
 };
 void load_kernel_libraries();
 const HostKernel* find_host_kernel(const std::string& name);
+// What byte `offset` of a kernel library's TLS block (its __shared__ arrays) is, from the
+// library's symbol table: "sh[33] (float sh[256] of block_sum_racy)"-like text, or "".
+std::string shared_variable(const HostKernel* k, size_t offset, unsigned access_size);
 std::string kernel_library_list();
 
 // ---- modules, functions ----

@@ -1,6 +1,8 @@
 // Process-wide state of the simulator: configuration from the environment, counters, findings,
 // fault injection, error names, and the host kernel libraries.
+#include <cxxabi.h>
 #include <dirent.h>
+#include <elf.h>
 #include <dlfcn.h>
 #include <link.h>
 
@@ -272,6 +274,44 @@ std::string loading;  // the library whose constructors are registering now
 std::vector<std::string> loaded;
 bool libraries_loaded = false;
 
+struct TlsSymbol {
+    uint64_t offset, size;
+    std::string name;
+};
+std::map<std::string, std::vector<TlsSymbol>> tls_symbols;  // by library path
+
+// The thread-local symbols (the __shared__ arrays) of an ELF file's symbol table.
+std::vector<TlsSymbol> read_tls_symbols(const std::string& path) {
+    std::vector<TlsSymbol> out;
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) return out;
+    std::vector<char> img;
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) img.insert(img.end(), buf, buf + n);
+    std::fclose(f);
+    if (img.size() < sizeof(Elf64_Ehdr) || std::memcmp(img.data(), ELFMAG, SELFMAG) != 0) return out;
+    auto* eh = reinterpret_cast<const Elf64_Ehdr*>(img.data());
+    if (eh->e_shoff + uint64_t(eh->e_shnum) * sizeof(Elf64_Shdr) > img.size()) return out;
+    auto* sh = reinterpret_cast<const Elf64_Shdr*>(img.data() + eh->e_shoff);
+    for (int i = 0; i < eh->e_shnum; ++i) {
+        if (sh[i].sh_type != SHT_SYMTAB || sh[i].sh_link >= eh->e_shnum) continue;
+        const Elf64_Shdr& strs = sh[sh[i].sh_link];
+        if (sh[i].sh_offset + sh[i].sh_size > img.size() || strs.sh_offset + strs.sh_size > img.size()) continue;
+        auto* syms = reinterpret_cast<const Elf64_Sym*>(img.data() + sh[i].sh_offset);
+        size_t count = sh[i].sh_size / sizeof(Elf64_Sym);
+        for (size_t k = 0; k < count; ++k) {
+            if (ELF64_ST_TYPE(syms[k].st_info) != STT_TLS || syms[k].st_name >= strs.sh_size) continue;
+            const char* raw = img.data() + strs.sh_offset + syms[k].st_name;
+            int status = 0;
+            char* dem = abi::__cxa_demangle(raw, nullptr, nullptr, &status);
+            out.push_back({syms[k].st_value, syms[k].st_size, status == 0 && dem ? dem : raw});
+            std::free(dem);
+        }
+    }
+    return out;
+}
+
 struct TlsSearch {
     uintptr_t addr;
     size_t size;
@@ -318,6 +358,7 @@ void load_kernel_libraries() {
             continue;
         }
         loaded.push_back(path);
+        tls_symbols[path] = read_tls_symbols(path);
         size_t modid = 0;
         link_map* lm = nullptr;
         TlsSearch ts{0, 0};
@@ -339,6 +380,22 @@ const HostKernel* find_host_kernel(const std::string& name) {
     std::lock_guard<std::mutex> lock(kernels_mu);
     auto it = host_kernels.find(name);
     return it == host_kernels.end() ? nullptr : &it->second;
+}
+
+std::string shared_variable(const HostKernel* k, size_t offset, unsigned access_size) {
+    std::lock_guard<std::mutex> lock(kernels_mu);
+    auto it = tls_symbols.find(k->library);
+    if (it == tls_symbols.end()) return "";
+    for (auto& s : it->second) {
+        if (offset >= s.offset && offset < s.offset + s.size) {
+            uint64_t at = offset - s.offset;
+            // "block_sum<float>(float)::raw" -> index in units of the access
+            return strprintf("%s[%llu] (byte %llu of the %llu-byte __shared__ array)", s.name.c_str(),
+                             (unsigned long long)(at / std::max(1u, access_size)), (unsigned long long)at,
+                             (unsigned long long)s.size);
+        }
+    }
+    return "";
 }
 
 std::string kernel_library_list() {
