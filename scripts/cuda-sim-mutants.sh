@@ -8,7 +8,7 @@
 # - Launcher mutants (Rust), and a kernel whose parameter type changes (its PTX changes too),
 #   rebuild the test binaries from a patched copy of the tree (CARGO_TARGET_DIR=target/mutants).
 #
-# The suite runs with the checks of scripts/cuda-sim-test.sh, one test at a time, and with
+# The suites run as in scripts/cuda-sim-test.sh, one test at a time, the op suite with
 # CUDA_SIM_STICKY=0 (a finding fails the test that caused it, then the context works again),
 # so that each failing test is one the bug reaches. About 15 minutes on 2 cores.
 #
@@ -23,7 +23,8 @@ WORK=$ROOT/target/mutants
 mkdir -p "$WORK"
 make -s -C cuda-sim all NVCC="$NVCC"
 export CUDA_LIBRARY_PATH=$SIM LD_LIBRARY_PATH=$SIM/lib64 SMALLGRAD_REQUIRE_CUDA=1
-export CUDA_SIM_SCHEDULES=3 CUDA_SIM_RACECHECK=1 SMALLGRAD_CUDA_NO_CACHING=1 CUDA_SIM_STICKY=0 CUDA_SIM_QUIET=0
+# The op suite's settings (the driver suite sets its own, per test).
+OPS_ENV=(CUDA_SIM_SCHEDULES=3 CUDA_SIM_RACECHECK=1 SMALLGRAD_CUDA_NO_CACHING=1 CUDA_SIM_STICKY=0)
 
 # name | kind (kernel: host build only; rust: rebuild the binaries) | file | old | new | what it is
 MUTANTS=$(cat <<'EOF'
@@ -49,13 +50,7 @@ open(path, "w").write(s.replace(old, new))
 PY
 }
 
-exe() { # the executable cargo built for a target, from its JSON messages
-  python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
-        print(m["executable"])' "$1" | tail -n 1
-}
+exe() { "$ROOT/scripts/cargo-exe.py" "$1"; }
 
 build_tests() { # tree target-dir -> prints "ops_binary driver_binary"
   (cd "$1" && CARGO_TARGET_DIR=$2 cargo test --release --features cuda --test cuda_ops --test cuda_driver --no-run \
@@ -63,13 +58,37 @@ build_tests() { # tree target-dir -> prints "ops_binary driver_binary"
   echo "$(exe cuda_ops < "$WORK/build.json") $(exe cuda_driver < "$WORK/build.json")"
 }
 
-run_suite() { # name ops driver [env...] -> writes $WORK/name.log, prints "failed total"
+run_suite() { # name ops driver [env...] -> writes $WORK/name.{ops,driver}.log, prints "failed total"
   local name=$1 ops=$2 driver=$3; shift 3
-  { env "$@" "$ops" --test-threads 1; env "$@" "$driver" --test-threads 1; } > "$WORK/$name.log" 2>&1 || true
-  local failed total
-  failed=$(grep -cE '^test .* FAILED$' "$WORK/$name.log" || true)
-  total=$(grep -cE '^test .* (ok|FAILED)$' "$WORK/$name.log" || true)
-  echo "$failed $total"
+  env "${OPS_ENV[@]}" "$@" "$ops" --test-threads 1 > "$WORK/$name.ops.log" 2>&1 || true
+  env "$@" "$driver" --test-threads 1 > "$WORK/$name.driver.log" 2>&1 || true
+  cat "$WORK/$name.ops.log" "$WORK/$name.driver.log" > "$WORK/$name.log"
+  summary "$WORK/$name.ops.log" "$WORK/$name.driver.log" > "$WORK/$name.summary"
+  head -n 1 "$WORK/$name.summary"
+}
+
+summary() { # logs... -> "failed total" and then the failing tests, one per line
+  python3 - "$@" <<'PY'
+import re, sys
+failed, total, names = 0, 0, []
+for path in sys.argv[1:]:
+    text = open(path, errors="replace").read()
+    # the harness's own summary is the last "test result" line (a child test's output can
+    # contain others, inside a panic message)
+    results = list(re.finditer(r"^test result: \w+\. (\d+) passed; (\d+) failed", text, re.M))
+    if not results:
+        names.append(f"(no result in {path}: the binary crashed)")
+        failed += 1
+        continue
+    last = results[-1]
+    p, f = int(last.group(1)), int(last.group(2))
+    failed, total = failed + f, total + p + f
+    if f:
+        block = text[: last.start()].rsplit("failures:\n", 1)[-1]
+        names += [l.strip() for l in block.splitlines() if l.startswith("    ") and l.strip()]
+print(failed, total)
+print("\n".join(names))
+PY
 }
 
 caught_by() { # what the log says caught it
@@ -116,7 +135,7 @@ while IFS='|' read -r name kind file old new what; do
     read -r mops mdriver <<< "$(build_tests "$tree" "$WORK/target")"
     read -r f t <<< "$(run_suite "$name" "$mops" "$mdriver" "${kenv[@]}")"
   fi
-  failing=$(grep -E '^test .* FAILED$' "$WORK/$name.log" | sed 's/^test \(.*\) \.\.\. FAILED$/\1/' | tr '\n' ' ')
+  failing=$(tail -n +2 "$WORK/$name.summary" | tr '\n' ' ')
   echo "$name: $f of $t tests fail: $failing"
   rows+=("| $what | $f of $t | ${failing% } | $(caught_by "$WORK/$name.log") |")
 done <<< "$MUTANTS"

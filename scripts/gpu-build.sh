@@ -14,13 +14,7 @@ make -s -C cuda-sim driver
 export CUDA_LIBRARY_PATH=$PWD/target/cuda-sim
 export CUDA_ARCH=${CUDA_ARCH:-sm_80}
 
-exe() { # the executable cargo built for a target, from its JSON messages
-  python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
-        print(m["executable"])' "$1" | tail -n 1
-}
+exe() { scripts/cargo-exe.py "$1"; }
 json=$(cargo test --release --features cuda --lib --test cuda_ops --test cuda_driver --no-run --message-format=json)
 bench=$(cargo bench --features cuda --bench cuda --no-run --message-format=json | exe cuda)
 cargo build --release --features cuda --example resnet

@@ -21,8 +21,7 @@
 #![deny(missing_docs)]
 
 /// Runs `$cuda` when `$dev` is a GPU, else `$cpu`: an op's one device dispatch. The CUDA
-/// expression exists only under `cfg(feature = "cuda")` (set by build.rs for the features `cuda` and
-/// `cuda-emulator`); otherwise it is compiled out.
+/// expression exists only with the `cuda` feature; otherwise it is compiled out.
 macro_rules! on_device {
     ($dev:expr, cuda => $cuda:expr, cpu => $cpu:expr $(,)?) => {{
         #[cfg(feature = "cuda")]

@@ -14,7 +14,7 @@ mod common;
 use common::cuda::{gpu, tiny_resnet};
 use common::sim::{self, CHILD_DONE, is_child, run_child};
 use common::{normal, targets, to_f32};
-use smallgrad::loss::{CosineLoss, Reduction, cross_entropy};
+use smallgrad::loss::CosineLoss;
 use smallgrad::nn::Module;
 use smallgrad::optim::{Sgd, SgdConfig};
 use smallgrad::{Device, Error, Result, Rng, Tensor};
@@ -63,178 +63,219 @@ fn assert_no_leak(dev: Device) {
     );
 }
 
+/// The child-process scaffold of a test: in the child started for `name`, runs `body` (and
+/// says it finished); in the parent, if the simulator is the driver (or `sim_only` is false and
+/// there is a GPU), starts one child per environment in `envs` and returns their outputs.
+fn child_test(name: &str, sim_only: bool, envs: &[&[(&str, &str)]], body: impl FnOnce()) -> Vec<String> {
+    if is_child(name) {
+        body();
+        println!("{CHILD_DONE}");
+        return Vec::new();
+    }
+    let here = if sim_only {
+        on_simulator(name)
+    } else {
+        gpu(name).is_some()
+    };
+    if !here {
+        return Vec::new();
+    }
+    envs.iter().map(|env| run_child(name, env)).collect()
+}
+
+/// A ResNet-20 training step on `dev` (the seed's loss, SGD with momentum and weight decay) over
+/// a fixed random batch of `batch` 12x12 images; returns the loss.
+fn resnet_trainer(dev: Device, batch: usize) -> impl FnMut() -> Result<f32> {
+    let model = tiny_resnet(dev).unwrap();
+    let mut opt = Sgd::new(
+        model.parameters(),
+        SgdConfig {
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut rng = Rng::new(1);
+    let x = to_f32(&normal(&[batch, 1, 12, 12], &mut rng)).to_device(dev).unwrap();
+    let y = targets(batch, 10, &mut rng);
+    move || {
+        opt.zero_grad();
+        let loss = CosineLoss::default().forward(&model.forward(&x)?, &y)?;
+        loss.backward()?;
+        opt.step()?;
+        loss.item()
+    }
+}
+
 #[test]
 fn oom_on_the_nth_allocation_recovers_by_freeing_the_cache() {
-    const NAME: &str = "oom_on_the_nth_allocation_recovers_by_freeing_the_cache";
-    if is_child(NAME) {
-        let dev = Device::Cuda(0);
-        let a = Tensor::<f32>::zeros(&[1000], dev).unwrap(); // cuMemAlloc #1
-        let b = Tensor::<f32>::zeros(&[3000], dev).unwrap(); // #2
-        drop(b); // cached
-        // #3 fails: the cache (b's block) is freed after a synchronisation and #4 succeeds
-        let c = Tensor::<f32>::zeros(&[9000], dev).unwrap();
-        let s = smallgrad::cuda::memory_stats(dev).unwrap();
-        assert_eq!((s.device_allocs, s.device_frees), (3, 1), "{s:?}");
-        assert_eq!(c.sum().unwrap().item().unwrap(), 0.0);
-        drop((a, c));
-        assert_no_leak(dev);
-        println!("{CHILD_DONE}");
-        return;
-    }
-    if on_simulator(NAME) {
-        let out = run_child(NAME, &[("CUDA_SIM_FAIL_ALLOC", "3")]);
-        assert!(out.contains("injected error 2 into call #3 of cuMemAlloc_v2"), "{out}");
+    let outs = child_test(
+        "oom_on_the_nth_allocation_recovers_by_freeing_the_cache",
+        true,
+        &[&[("CUDA_SIM_FAIL_ALLOC", "3")]],
+        || {
+            let dev = Device::Cuda(0);
+            let a = Tensor::<f32>::zeros(&[1000], dev).unwrap(); // cuMemAlloc #1
+            let b = Tensor::<f32>::zeros(&[3000], dev).unwrap(); // #2
+            drop(b); // cached
+            // #3 fails: the cache (b's block) is freed after a synchronisation and #4 succeeds
+            let c = Tensor::<f32>::zeros(&[9000], dev).unwrap();
+            let s = smallgrad::cuda::memory_stats(dev).unwrap();
+            assert_eq!((s.device_allocs, s.device_frees), (3, 1), "{s:?}");
+            assert_eq!(c.sum().unwrap().item().unwrap(), 0.0);
+            drop((a, c));
+            assert_no_leak(dev);
+        },
+    );
+    for o in &outs {
+        assert!(o.contains("injected error 2 into call #3 of cuMemAlloc_v2"), "{o}");
     }
 }
 
 #[test]
 fn oom_from_the_nth_allocation_on_is_an_err_and_leaks_nothing() {
-    const NAME: &str = "oom_from_the_nth_allocation_on_is_an_err_and_leaks_nothing";
-    if is_child(NAME) {
-        let dev = Device::Cuda(0);
-        let x = Tensor::<f32>::ones(&[2, 3, 8, 8], dev).unwrap(); // the only allocation that works
-        let (w, v) = (x.reshape(&[6, 64]).unwrap(), x.reshape(&[64, 6]).unwrap()); // views
-        let ops: Vec<(&str, Result<Tensor<f32>>)> = vec![
-            ("exp", x.exp()),
-            ("sum", x.sum()),
-            ("matmul", w.matmul(&v)),
-            ("max_pool2d", x.max_pool2d(2, 2, 0)),
-            ("softmax", x.softmax(1)),
-            (
-                "to_device",
-                Tensor::<f32>::zeros(&[5], Device::Cpu).unwrap().to_device(dev),
-            ),
-        ];
-        for (op, r) in ops {
-            match r {
-                Err(Error::OutOfMemory { msg }) => assert!(msg.contains("cuMemAlloc"), "{op}: {msg}"),
-                other => panic!(
-                    "{op}: expected OutOfMemory, got {:?}",
-                    other.map(|t| t.shape().to_vec())
+    child_test(
+        "oom_from_the_nth_allocation_on_is_an_err_and_leaks_nothing",
+        true,
+        &[&[("CUDA_SIM_FAIL_ALLOC", "2-")]],
+        || {
+            let dev = Device::Cuda(0);
+            let x = Tensor::<f32>::ones(&[2, 3, 8, 8], dev).unwrap(); // the only allocation that works
+            let (w, v) = (x.reshape(&[6, 64]).unwrap(), x.reshape(&[64, 6]).unwrap()); // views
+            let ops: Vec<(&str, Result<Tensor<f32>>)> = vec![
+                ("exp", x.exp()),
+                ("sum", x.sum()),
+                ("matmul", w.matmul(&v)),
+                ("max_pool2d", x.max_pool2d(2, 2, 0)),
+                ("softmax", x.softmax(1)),
+                (
+                    "to_device",
+                    Tensor::<f32>::zeros(&[5], Device::Cpu).unwrap().to_device(dev),
                 ),
+            ];
+            for (op, r) in ops {
+                match r {
+                    Err(Error::OutOfMemory { msg }) => assert!(msg.contains("cuMemAlloc"), "{op}: {msg}"),
+                    other => panic!(
+                        "{op}: expected OutOfMemory, got {:?}",
+                        other.map(|t| t.shape().to_vec())
+                    ),
+                }
             }
-        }
-        drop((x, w, v));
-        assert_no_leak(dev);
-        println!("{CHILD_DONE}");
-        return;
-    }
-    if on_simulator(NAME) {
-        run_child(NAME, &[("CUDA_SIM_FAIL_ALLOC", "2-")]);
-    }
+            drop((x, w, v));
+            assert_no_leak(dev);
+        },
+    );
 }
 
 #[test]
 fn a_failed_launch_is_an_err_and_the_device_still_works() {
-    const NAME: &str = "a_failed_launch_is_an_err_and_the_device_still_works";
-    if is_child(NAME) {
-        let dev = Device::Cuda(0);
-        let x = Tensor::<f32>::from_vec(vec![0.0, 1.0, 2.0], &[3], dev).unwrap();
-        let y = x.exp().unwrap(); // launch #1
-        let e = y.mul_scalar(2.0).unwrap_err(); // #2 fails
-        let m = message(&e);
-        assert!(
-            m.contains("cuLaunchKernel(unary_f32)") && m.contains("CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (701)"),
-            "{m}"
-        );
-        let z = y.add_scalar(1.0).unwrap(); // #3 works
-        let want: Vec<f32> = [0.0f32, 1.0, 2.0].iter().map(|v| v.exp() + 1.0).collect();
-        assert_eq!(z.to_vec().unwrap(), want);
-        drop((x, y, z));
-        assert_no_leak(dev);
-        println!("{CHILD_DONE}");
-        return;
-    }
-    if on_simulator(NAME) {
-        run_child(NAME, &[("CUDA_SIM_FAIL_LAUNCH", "2")]);
-    }
+    child_test(
+        "a_failed_launch_is_an_err_and_the_device_still_works",
+        true,
+        &[&[("CUDA_SIM_FAIL_LAUNCH", "2")]],
+        || {
+            let dev = Device::Cuda(0);
+            let x = Tensor::<f32>::from_vec(vec![0.0, 1.0, 2.0], &[3], dev).unwrap();
+            let y = x.exp().unwrap(); // launch #1
+            let e = y.mul_scalar(2.0).unwrap_err(); // #2 fails
+            let m = message(&e);
+            assert!(
+                m.contains("cuLaunchKernel(unary_f32)") && m.contains("CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (701)"),
+                "{m}"
+            );
+            let z = y.add_scalar(1.0).unwrap(); // #3 works
+            let want: Vec<f32> = [0.0f32, 1.0, 2.0].iter().map(|v| v.exp() + 1.0).collect();
+            assert_eq!(z.to_vec().unwrap(), want);
+            drop((x, y, z));
+            assert_no_leak(dev);
+        },
+    );
 }
 
 #[test]
 fn error_codes_unknown_to_anyone_are_errs_naming_the_call() {
-    const NAME: &str = "error_codes_unknown_to_anyone_are_errs_naming_the_call";
-    if is_child(NAME) {
-        let dev = Device::Cuda(0);
-        let x = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2], dev).unwrap();
-        // 912: CUDA_ERROR_INVALID_CLUSTER_SIZE, newer than the CUDA 11 enums of cust_raw.
-        let m = message(&x.to_vec().unwrap_err());
-        assert!(
-            m.contains("cuMemcpyDtoHAsync failed") && m.contains("CUDA_ERROR_INVALID_CLUSTER_SIZE (912)"),
-            "{m}"
-        );
-        // 4242: a code no driver knows.
-        let m = message(&x.exp().unwrap_err());
-        assert!(
-            m.contains("cuLaunchKernel(unary_f32) failed") && m.contains("CUDA error 4242"),
-            "{m}"
-        );
-        // 99: a cuBLAS status no cuBLAS has.
-        let m = message(&x.matmul(&x).unwrap_err());
-        assert!(
-            m.contains("cublasSgemmStridedBatched failed") && m.contains("cuBLAS status 99"),
-            "{m}"
-        );
-        // each was injected once: the same calls work now
-        assert_eq!(x.to_vec().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(x.matmul(&x).unwrap().to_vec().unwrap(), vec![7.0, 10.0, 15.0, 22.0]);
-        drop(x);
-        assert_no_leak(dev);
-        println!("{CHILD_DONE}");
-        return;
-    }
-    if on_simulator(NAME) {
-        let faults = "cuMemcpyDtoHAsync_v2:1:912,cuLaunchKernel:1:4242,cublasSgemmStridedBatched:1:99";
-        run_child(NAME, &[("CUDA_SIM_FAIL_CALL", faults)]);
-    }
+    let faults = "cuMemcpyDtoHAsync_v2:1:912,cuLaunchKernel:1:4242,cublasSgemmStridedBatched:1:99";
+    child_test(
+        "error_codes_unknown_to_anyone_are_errs_naming_the_call",
+        true,
+        &[&[("CUDA_SIM_FAIL_CALL", faults)]],
+        || {
+            let dev = Device::Cuda(0);
+            let x = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2], dev).unwrap();
+            // 912: CUDA_ERROR_INVALID_CLUSTER_SIZE, newer than the CUDA 11 enums of cust_raw.
+            let m = message(&x.to_vec().unwrap_err());
+            assert!(
+                m.contains("cuMemcpyDtoHAsync failed") && m.contains("CUDA_ERROR_INVALID_CLUSTER_SIZE (912)"),
+                "{m}"
+            );
+            // 4242: a code no driver knows.
+            let m = message(&x.exp().unwrap_err());
+            assert!(
+                m.contains("cuLaunchKernel(unary_f32) failed") && m.contains("CUDA error 4242"),
+                "{m}"
+            );
+            // 99: a cuBLAS status no cuBLAS has.
+            let m = message(&x.matmul(&x).unwrap_err());
+            assert!(
+                m.contains("cublasSgemmStridedBatched failed") && m.contains("cuBLAS status 99"),
+                "{m}"
+            );
+            // each was injected once: the same calls work now
+            assert_eq!(x.to_vec().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+            assert_eq!(x.matmul(&x).unwrap().to_vec().unwrap(), vec![7.0, 10.0, 15.0, 22.0]);
+            drop(x);
+            assert_no_leak(dev);
+        },
+    );
 }
 
 #[test]
 fn an_asynchronous_fault_names_its_kernel_under_smallgrad_cuda_sync() {
-    const NAME: &str = "an_asynchronous_fault_names_its_kernel_under_smallgrad_cuda_sync";
-    if is_child(NAME) {
-        let dev = Device::Cuda(0);
-        let x = Tensor::<f32>::from_vec(vec![1.0, 2.0], &[2], dev).unwrap();
-        let m = message(&x.exp().unwrap_err()); // launch #1 faults when it runs
-        assert!(
-            m.contains("cuStreamSynchronize (after unary_f32) failed: CUDA_ERROR_ILLEGAL_ADDRESS (700)"),
-            "{m}"
-        );
-        // as on a GPU, a faulted context stays faulted
-        let m = message(&x.to_vec().unwrap_err());
-        assert!(m.contains("CUDA_ERROR_ILLEGAL_ADDRESS"), "{m}");
-        println!("{CHILD_DONE}");
-        return;
-    }
-    if on_simulator(NAME) {
-        run_child(NAME, &[("CUDA_SIM_FAIL_ASYNC", "1"), ("SMALLGRAD_CUDA_SYNC", "1")]);
-    }
+    child_test(
+        "an_asynchronous_fault_names_its_kernel_under_smallgrad_cuda_sync",
+        true,
+        &[&[("CUDA_SIM_FAIL_ASYNC", "1"), ("SMALLGRAD_CUDA_SYNC", "1")]],
+        || {
+            let dev = Device::Cuda(0);
+            let x = Tensor::<f32>::from_vec(vec![1.0, 2.0], &[2], dev).unwrap();
+            let m = message(&x.exp().unwrap_err()); // launch #1 faults when it runs
+            assert!(
+                m.contains("cuStreamSynchronize (after unary_f32) failed: CUDA_ERROR_ILLEGAL_ADDRESS (700)"),
+                "{m}"
+            );
+            // as on a GPU, a faulted context stays faulted
+            let m = message(&x.to_vec().unwrap_err());
+            assert!(m.contains("CUDA_ERROR_ILLEGAL_ADDRESS"), "{m}");
+        },
+    );
 }
 
 #[test]
 fn a_driver_too_old_for_the_ptx_shows_the_jit_log() {
-    const NAME: &str = "a_driver_too_old_for_the_ptx_shows_the_jit_log";
-    if is_child(NAME) {
-        let m = message(&Device::Cuda(0).check_available().unwrap_err());
-        assert!(
-            m.contains("CUDA_ERROR_UNSUPPORTED_PTX_VERSION (222)")
-                && m.contains("JIT error log")
-                && m.contains("Unsupported .version 9.0")
-                && m.contains("nvcc 13.0"),
-            "{m}"
-        );
-        assert_eq!(Device::cuda_if_available(0), Device::Cpu);
-        println!("{CHILD_DONE}");
-        return;
-    }
-    if on_simulator(NAME) {
-        run_child(NAME, &[("CUDA_SIM_PTX_MAX", "8.8")]);
-    }
+    child_test(
+        "a_driver_too_old_for_the_ptx_shows_the_jit_log",
+        true,
+        &[&[("CUDA_SIM_PTX_MAX", "8.8")]],
+        || {
+            let m = message(&Device::Cuda(0).check_available().unwrap_err());
+            assert!(
+                m.contains("CUDA_ERROR_UNSUPPORTED_PTX_VERSION (222)")
+                    && m.contains("JIT error log")
+                    && m.contains("Unsupported .version 9.0")
+                    && m.contains("nvcc 13.0"),
+                "{m}"
+            );
+            assert_eq!(Device::cuda_if_available(0), Device::Cpu);
+        },
+    );
 }
 
 #[test]
 fn no_device_is_an_err() {
-    const NAME: &str = "no_device_is_an_err";
-    if is_child(NAME) {
+    child_test("no_device_is_an_err", true, &[&[("CUDA_SIM_DEVICES", "0")]], || {
         let m = message(&Device::Cuda(0).check_available().unwrap_err());
         assert!(
             m.contains("no CUDA device") && m.contains("CUDA_ERROR_NO_DEVICE"),
@@ -242,42 +283,38 @@ fn no_device_is_an_err() {
         );
         assert!(Tensor::<f32>::zeros(&[3], Device::Cuda(0)).is_err());
         assert_eq!(Device::cuda_if_available(0), Device::Cpu);
-        println!("{CHILD_DONE}");
-        return;
-    }
-    if on_simulator(NAME) {
-        run_child(NAME, &[("CUDA_SIM_DEVICES", "0")]);
-    }
+    });
 }
 
 #[test]
 fn using_and_dropping_buffers_leaves_the_threads_context_alone() {
-    const NAME: &str = "using_and_dropping_buffers_leaves_the_threads_context_alone";
-    if is_child(NAME) {
-        let (d0, d1) = (Device::Cuda(0), Device::Cuda(1));
-        d0.check_available().unwrap();
-        d1.check_available().unwrap();
-        let mut ctx0 = std::ptr::null_mut();
-        // SAFETY: out-pointer, then our own retained context.
-        assert_eq!(unsafe { cuDevicePrimaryCtxRetain(&mut ctx0, 0) }, 0);
-        for current in [ctx0, std::ptr::null_mut()] {
-            // SAFETY: a live context, or none.
-            assert_eq!(unsafe { cuCtxSetCurrent(current) }, 0);
-            let t = Tensor::<f32>::ones(&[1000], d1).unwrap();
-            assert_eq!(current_context(), current, "after an upload to cuda:1");
-            let u = t.exp().unwrap();
-            assert_eq!(u.to_vec().unwrap()[0], 1.0f32.exp());
-            assert_eq!(current_context(), current, "after a kernel and a download on cuda:1");
-            drop((t, u));
-            assert_eq!(current_context(), current, "after dropping cuda:1 buffers");
-        }
-        println!("{CHILD_DONE}");
-        return;
-    }
-    if on_simulator(NAME) {
-        run_child(NAME, &[("CUDA_SIM_DEVICES", "2")]);
-        run_child(NAME, &[("CUDA_SIM_DEVICES", "2"), ("SMALLGRAD_CUDA_NO_CACHING", "1")]);
-    }
+    child_test(
+        "using_and_dropping_buffers_leaves_the_threads_context_alone",
+        true,
+        &[
+            &[("CUDA_SIM_DEVICES", "2")],
+            &[("CUDA_SIM_DEVICES", "2"), ("SMALLGRAD_CUDA_NO_CACHING", "1")],
+        ],
+        || {
+            let (d0, d1) = (Device::Cuda(0), Device::Cuda(1));
+            d0.check_available().unwrap();
+            d1.check_available().unwrap();
+            let mut ctx0 = std::ptr::null_mut();
+            // SAFETY: out-pointer, then our own retained context.
+            assert_eq!(unsafe { cuDevicePrimaryCtxRetain(&mut ctx0, 0) }, 0);
+            for current in [ctx0, std::ptr::null_mut()] {
+                // SAFETY: a live context, or none.
+                assert_eq!(unsafe { cuCtxSetCurrent(current) }, 0);
+                let t = Tensor::<f32>::ones(&[1000], d1).unwrap();
+                assert_eq!(current_context(), current, "after an upload to cuda:1");
+                let u = t.exp().unwrap();
+                assert_eq!(u.to_vec().unwrap()[0], 1.0f32.exp());
+                assert_eq!(current_context(), current, "after a kernel and a download on cuda:1");
+                drop((t, u));
+                assert_eq!(current_context(), current, "after dropping cuda:1 buffers");
+            }
+        },
+    );
 }
 
 /// rayon's workers and fresh threads have no current context: every entry point binds its own.
@@ -303,30 +340,9 @@ fn works_from_threads_that_have_no_context() {
 
 #[test]
 fn smallgrads_counters_agree_with_the_drivers() {
-    const NAME: &str = "smallgrads_counters_agree_with_the_drivers";
-    if is_child(NAME) {
+    let outs = child_test("smallgrads_counters_agree_with_the_drivers", true, &[&[]], || {
         let dev = Device::Cuda(0);
-        let model = tiny_resnet(dev).unwrap();
-        let mut opt = Sgd::new(
-            model.parameters(),
-            SgdConfig {
-                lr: 0.05,
-                momentum: 0.9,
-                weight_decay: 5e-4,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let mut rng = Rng::new(1);
-        let x = to_f32(&normal(&[4, 1, 12, 12], &mut rng)).to_device(dev).unwrap();
-        let y = targets(4, 10, &mut rng);
-        let mut step = || -> Result<f32> {
-            opt.zero_grad();
-            let loss = CosineLoss::default().forward(&model.forward(&x)?, &y)?;
-            loss.backward()?;
-            opt.step()?;
-            loss.item()
-        };
+        let mut step = resnet_trainer(dev, 4);
         for _ in 0..2 {
             step().unwrap(); // warm-up: momentum buffers, gradients, the allocator's cache
         }
@@ -355,7 +371,7 @@ fn smallgrads_counters_agree_with_the_drivers() {
         assert_eq!(ours(|c| c.device_allocs), 0, "a warm step allocates nothing");
         println!(
             "one warm ResNet-20 step (batch 4, 12x12x1): launches={} cublas={} syncs={} h2d={} d2h={} d2d={} \
-             memsets={} allocs={}",
+                 memsets={} allocs={}",
             ours(|c| c.launches),
             ours(|c| c.cublas_calls),
             ours(|c| c.synchronizations),
@@ -365,13 +381,10 @@ fn smallgrads_counters_agree_with_the_drivers() {
             ours(|c| c.memsets),
             ours(|c| c.device_allocs)
         );
-        println!("{CHILD_DONE}");
-        return;
-    }
-    if on_simulator(NAME) {
-        let out = run_child(NAME, &[]);
-        if let Some(at) = out.find("one warm ResNet-20 step") {
-            println!("{}", out[at..].lines().next().unwrap_or_default());
+    });
+    for o in &outs {
+        if let Some(at) = o.find("one warm ResNet-20 step") {
+            println!("{}", o[at..].lines().next().unwrap_or_default());
         }
     }
 }
@@ -379,76 +392,57 @@ fn smallgrads_counters_agree_with_the_drivers() {
 /// The simulator runs every thread of every block, once per schedule it compares.
 #[test]
 fn the_simulator_runs_every_thread_of_the_grid() {
-    const NAME: &str = "the_simulator_runs_every_thread_of_the_grid";
-    if is_child(NAME) {
-        let dev = Device::Cuda(0);
-        let x = Tensor::<f32>::ones(&[1000], dev).unwrap();
-        smallgrad::cuda::synchronize(dev).unwrap();
-        let before = sim::counters().unwrap();
-        let y = x.exp().unwrap(); // 1000 threads, in 4 blocks of 256
-        smallgrad::cuda::synchronize(dev).unwrap();
-        let after = sim::counters().unwrap();
-        let schedules: u64 = std::env::var("CUDA_SIM_SCHEDULES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1)
-            .max(1);
-        assert_eq!(after.launches - before.launches, 1);
-        assert_eq!(after.schedules_run - before.schedules_run, schedules);
-        assert_eq!(after.threads_run - before.threads_run, 1024 * schedules);
-        drop(y);
-        println!("{CHILD_DONE}");
-        return;
-    }
-    if on_simulator(NAME) {
-        run_child(NAME, &[("CUDA_SIM_SCHEDULES", "3")]);
-    }
+    child_test(
+        "the_simulator_runs_every_thread_of_the_grid",
+        true,
+        &[&[("CUDA_SIM_SCHEDULES", "3")]],
+        || {
+            let dev = Device::Cuda(0);
+            let x = Tensor::<f32>::ones(&[1000], dev).unwrap();
+            smallgrad::cuda::synchronize(dev).unwrap();
+            let before = sim::counters().unwrap();
+            let y = x.exp().unwrap(); // 1000 threads, in 4 blocks of 256
+            smallgrad::cuda::synchronize(dev).unwrap();
+            let after = sim::counters().unwrap();
+            let schedules: u64 = std::env::var("CUDA_SIM_SCHEDULES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1)
+                .max(1);
+            assert_eq!(after.launches - before.launches, 1);
+            assert_eq!(after.schedules_run - before.schedules_run, schedules);
+            assert_eq!(after.threads_run - before.threads_run, 1024 * schedules);
+            drop(y);
+        },
+    );
 }
 
 /// A warm training loop makes no cuMemAlloc call: the caching allocator serves every request.
 /// In its own process, so that no other test allocates meanwhile.
 #[test]
 fn allocator_reuses_memory_across_steps() {
-    const NAME: &str = "allocator_reuses_memory_across_steps";
-    if is_child(NAME) {
-        let dev = Device::Cuda(0);
-        let model = tiny_resnet(dev).unwrap();
-        let mut opt = Sgd::new(
-            model.parameters(),
-            SgdConfig {
-                lr: 0.05,
-                momentum: 0.9,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let mut rng = Rng::new(5);
-        let x = to_f32(&normal(&[8, 1, 12, 12], &mut rng)).to_device(dev).unwrap();
-        let y = targets(8, 10, &mut rng);
-        let mut step = || -> Result<()> {
-            opt.zero_grad();
-            cross_entropy(&model.forward(&x)?, &y, Reduction::Mean)?.backward()?;
-            opt.step()
-        };
-        for _ in 0..2 {
-            step().unwrap();
-        }
-        let before = smallgrad::cuda::memory_stats(dev).unwrap();
-        for _ in 0..20 {
-            step().unwrap();
-        }
-        smallgrad::cuda::synchronize(dev).unwrap();
-        let after = smallgrad::cuda::memory_stats(dev).unwrap();
-        assert_eq!(after.device_allocs, before.device_allocs, "{before:?} -> {after:?}");
-        assert!(
-            after.bytes_in_use <= before.bytes_in_use + (1 << 20),
-            "{before:?} -> {after:?}"
-        );
-        println!("{CHILD_DONE}");
-        return;
-    }
-    if gpu(NAME).is_some() {
-        // one schedule: the op suite checks these kernels for races already
-        run_child(NAME, &[("CUDA_SIM_SCHEDULES", "1"), ("CUDA_SIM_RACECHECK", "0")]);
-    }
+    // One schedule and no tracking: the op suite checks these kernels for races already.
+    child_test(
+        "allocator_reuses_memory_across_steps",
+        false,
+        &[&[("CUDA_SIM_SCHEDULES", "1"), ("CUDA_SIM_RACECHECK", "0")]],
+        || {
+            let dev = Device::Cuda(0);
+            let mut step = resnet_trainer(dev, 8);
+            for _ in 0..2 {
+                step().unwrap();
+            }
+            let before = smallgrad::cuda::memory_stats(dev).unwrap();
+            for _ in 0..20 {
+                step().unwrap();
+            }
+            smallgrad::cuda::synchronize(dev).unwrap();
+            let after = smallgrad::cuda::memory_stats(dev).unwrap();
+            assert_eq!(after.device_allocs, before.device_allocs, "{before:?} -> {after:?}");
+            assert!(
+                after.bytes_in_use <= before.bytes_in_use + (1 << 20),
+                "{before:?} -> {after:?}"
+            );
+        },
+    );
 }

@@ -31,6 +31,7 @@ std::atomic<bool> g_initialized{false};
 namespace {
 
 thread_local std::vector<Context*> ctx_stack;
+std::vector<Context*> contexts;  // every context ever created (under g_mu)
 std::set<const void*> handles;  // live contexts, streams, modules, functions, events (under g_mu)
 std::atomic<uint64_t> launch_count{0};
 
@@ -62,6 +63,8 @@ Context* new_context(Device* dev) {
     c->null_stream->legacy = true;
     start_worker(c->null_stream.get());
     add_handle(c);
+    std::lock_guard<std::mutex> lock(g_mu);
+    contexts.push_back(c);
     return c;
 }
 
@@ -435,6 +438,27 @@ SIM_EXPORT CUresult cuMemFreeHost(void* p) {
     ENTRY("cuMemFreeHost");
     NEED_CTX(c);
     (void)c;
+    size_t n = pinned_size(p);
+    if (n == 0) return INVALID_VALUE;
+    // A queued copy into (or out of) this memory would touch freed host memory when it runs:
+    // say so, and wait for it (as drivers do) instead of corrupting the process.
+    std::vector<Context*> all;
+    {
+        std::lock_guard<std::mutex> lock(g_mu);
+        all = contexts;
+    }
+    for (Context* ctx : all) {
+        for (Stream* s : ctx->all_streams()) {
+            std::string who;
+            if (s->uses(reinterpret_cast<uintptr_t>(p), n, &who)) {
+                report(strprintf("cuMemFreeHost of pinned memory (%zu bytes at %p) that queued work (%s) still uses: "
+                                 "synchronise the stream before freeing or reusing it",
+                                 n, p, who.c_str()));
+                counters.implicit_syncs++;
+                s->wait_all();
+            }
+        }
+    }
     return host_free(p);
 }
 
@@ -450,6 +474,7 @@ CUresult copy_htod(const char* what, CUdeviceptr dst, const void* src, size_t n,
     op.uses = {static_cast<uintptr_t>(dst)};
     Context* c = s->ctx;
     if (is_pinned(src, n)) {
+        op.uses.push_back(reinterpret_cast<uintptr_t>(src));
         // Pinned memory is read when the copy runs: the host must not change it before then.
         op.run = [=](Stream&) {
             if (check_live(c, dst, n, what, "destination")) std::memcpy(reinterpret_cast<void*>(dst), src, n);
@@ -486,6 +511,7 @@ CUresult copy_dtoh(const char* what, void* dst, CUdeviceptr src, size_t n, Strea
         if (check_live(c, src, n, what, "source")) std::memcpy(dst, reinterpret_cast<const void*>(src), n);
     };
     if (async && pinned) {
+        op.uses.push_back(reinterpret_cast<uintptr_t>(dst));
         // Truly asynchronous: until the stream is synchronised the destination holds garbage.
         std::memset(dst, 0xFF, n);
         submit(s, std::move(op));

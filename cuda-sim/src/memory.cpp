@@ -181,6 +181,12 @@ int host_alloc(size_t bytes, void** out) {
     return OK;
 }
 
+size_t pinned_size(const void* p) {
+    std::lock_guard<std::mutex> lock(pinned_mu);
+    auto it = pinned.find(reinterpret_cast<uintptr_t>(p));
+    return it == pinned.end() ? 0 : it->second;
+}
+
 int host_free(void* p) {
     {
         std::lock_guard<std::mutex> lock(pinned_mu);

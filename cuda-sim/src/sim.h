@@ -136,6 +136,7 @@ int mem_free(uintptr_t p);  // the pointer's allocation is unmapped (quarantined
 bool is_pinned(const void* p, size_t len);
 int host_alloc(size_t bytes, void** out);
 int host_free(void* p);
+size_t pinned_size(const void* p);  // 0 if p is not the start of a pinned block
 void device_memory_info(Context* ctx, size_t* free_bytes, size_t* total);
 
 // ---- PTX ----

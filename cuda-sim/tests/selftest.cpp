@@ -366,7 +366,11 @@ static void test_async_copies() {
     std::vector<float> pageable(256, 0.0f);
     CU(cuMemcpyDtoHAsync_v2(pageable.data(), d, 1024, s));
     CHECK(pageable[7] == 7.0f);  // to pageable memory the call returns when the copy is done
-    cuMemFreeHost(pinned);
+    // Freeing pinned memory that a queued copy still writes: reported, and waited for (the copy
+    // must not land in freed host memory).
+    CU(cuMemcpyDtoHAsync_v2(pinned, d, 1024, s));
+    CU(cuMemFreeHost(pinned));
+    CHECK(has(finding(), "cuMemFreeHost of pinned memory"));
 }
 
 static void test_cublas() {

@@ -19,7 +19,8 @@ mod driver;
 pub(crate) mod memory;
 
 use driver::Driver;
-pub(crate) use driver::LaunchArg as KernelArg;
+pub(crate) use driver::KernelArg;
+use std::marker::PhantomData;
 
 use crate::dtype::Float;
 use crate::{Error, Result};
@@ -91,7 +92,7 @@ impl Gpu {
         family: &'static str,
         name: &'static str,
         threads: usize,
-        args: &[KernelArg],
+        args: &[KernelArg<T>],
     ) -> Result<()> {
         let grid = threads.div_ceil(BLOCK as usize).clamp(1, MAX_GRID) as u32;
         self.launch_grid::<T>(family, name, grid, args)
@@ -104,9 +105,9 @@ impl Gpu {
         family: &'static str,
         name: &'static str,
         grid: u32,
-        args: &[KernelArg],
+        args: &[KernelArg<T>],
     ) -> Result<()> {
-        self.drv.launch(family, name, T::DTYPE == "f64", grid, BLOCK, args)?;
+        self.drv.launch(family, name, grid, BLOCK, args)?;
         if self.sync_each {
             self.synchronize(&format!("{name}_{}", T::DTYPE))?;
         }
@@ -115,25 +116,29 @@ impl Gpu {
 }
 
 /// The non-float types kernels take: `long long` (i64), device pointers (u64) and the
-/// `#[repr(C)]` geometry structs. Floats go through [`float_arg`] only, typed by the kernel's
-/// `T`, so an `f64` cannot reach an `f32` kernel's float parameter (nor an `i32` a `long long`).
+/// `#[repr(C)]` geometry structs. Floats go through [`float_arg`] only, whose argument must be
+/// the launch's `T`: an `f64` cannot reach an `f32` kernel's float parameter (nor an `i32` a
+/// `long long`) — it does not compile. What types cannot see (a kernel whose parameters changed
+/// in its .cu) the launch checks against the PTX.
 pub(crate) trait Param: Copy {}
 impl Param for i64 {}
 impl Param for u64 {}
 
-/// An integer, pointer or struct argument.
-pub(crate) fn arg<A: Param>(v: &A) -> KernelArg {
+/// An integer, pointer or struct argument of a launch over `T`.
+pub(crate) fn arg<A: Param, T: Float>(v: &A) -> KernelArg<T> {
     KernelArg {
         ptr: (v as *const A).cast(),
         size: size_of::<A>(),
+        _t: PhantomData,
     }
 }
 
-/// A float argument: `T` is the kernel's element type (`f32` or `f64`).
-pub(crate) fn float_arg<T: Float>(v: &T) -> KernelArg {
+/// A float argument: of the launch's element type `T` (`f32` or `f64`), nothing else.
+pub(crate) fn float_arg<T: Float>(v: &T) -> KernelArg<T> {
     KernelArg {
         ptr: (v as *const T).cast(),
         size: size_of::<T>(),
+        _t: PhantomData,
     }
 }
 
@@ -165,6 +170,49 @@ impl Strided {
             s.stride[d] = stride[d] as i64;
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{arg, float_arg, gpu};
+
+    #[test]
+    fn launches_check_their_arguments_against_the_ptx() {
+        let Ok(g) = gpu(0) else {
+            println!("no CUDA device: skipping launches_check_their_arguments_against_the_ptx");
+            return;
+        };
+        let buf = g.alloc::<f32>(4).unwrap();
+        let (p, n, v) = (buf.ptr(), 4i64, 2.0f32);
+        let e = g
+            .launch::<f32>("elementwise", "fill", 4, &[arg(&p), arg(&n)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("fill_f32: the kernel takes 3 parameters, the launcher passed 2"),
+            "{e}"
+        );
+        // an i64 where fill_f32 takes a float (4 bytes)
+        let e = g
+            .launch::<f32>("elementwise", "fill", 4, &[arg(&p), arg(&n), arg(&n)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("parameter 2 is 4 bytes in the PTX, the launcher passed 8 bytes"),
+            "{e}"
+        );
+        let e = g
+            .launch::<f32>("elementwise", "no_such_kernel", 4, &[arg(&p)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no kernel no_such_kernel_f32 in the PTX of kernels/elementwise.cu"),
+            "{e}"
+        );
+        g.launch::<f32>("elementwise", "fill", 4, &[arg(&p), arg(&n), float_arg(&v)])
+            .unwrap();
+        assert_eq!(g.download(&buf).unwrap(), vec![2.0; 4]);
     }
 }
 

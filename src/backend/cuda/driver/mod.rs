@@ -16,6 +16,7 @@ use crate::dtype::Float;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_int, c_void};
+use std::marker::PhantomData;
 use std::ptr::null_mut;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,13 +89,20 @@ struct Kernel {
     params: Vec<usize>,
 }
 
-/// One argument of a launch: where its value is and how many bytes it has (made by
-/// `backend::cuda::{arg, float_arg}`).
-#[derive(Clone, Copy)]
-pub(crate) struct LaunchArg {
+/// One argument of a launch of a kernel over `T`: where its value is and how many bytes it has
+/// (made by `backend::cuda::{arg, float_arg}`; the `T` keeps an `f64` out of an `f32` kernel).
+pub(crate) struct KernelArg<T> {
     pub(crate) ptr: *const c_void,
     pub(crate) size: usize,
+    pub(crate) _t: PhantomData<T>,
 }
+
+impl<T> Clone for KernelArg<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for KernelArg<T> {}
 
 /// Most parameters of any kernel in kernels/*.cu (checked at launch).
 const MAX_PARAMS: usize = 24;
@@ -262,19 +270,18 @@ impl Driver {
         }
     }
 
-    /// Launches kernel `name_f32` (or `name_f64` if `f64`) of kernels/`family`.cu with `grid`
+    /// Launches kernel `name_f32` (or `name_f64`, as `T`) of kernels/`family`.cu with `grid`
     /// blocks of `block` threads. `Err` if no such kernel, or if the arguments do not match its
     /// PTX parameter list in number and byte sizes.
-    pub(crate) fn launch(
+    pub(crate) fn launch<T: Float>(
         &self,
         family: &str,
         name: &str,
-        f64: bool,
         grid: u32,
         block: u32,
-        args: &[LaunchArg],
+        args: &[KernelArg<T>],
     ) -> Result<()> {
-        let dtype = if f64 { "f64" } else { "f32" };
+        let (dtype, f64) = (T::DTYPE, T::DTYPE == "f64");
         let k = self
             .kernels
             .get(name)
