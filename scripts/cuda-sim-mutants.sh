@@ -52,16 +52,16 @@ PY
 
 exe() { "$ROOT/scripts/cargo-exe.py" "$1"; }
 
-build_tests() { # tree target-dir -> prints "ops_binary driver_binary"
-  (cd "$1" && CARGO_TARGET_DIR=$2 cargo test --release --features cuda --test cuda_ops --test cuda_driver --no-run \
+build_tests() { # tree target-dir -> prints the CUDA test binary
+  (cd "$1" && CARGO_TARGET_DIR=$2 cargo test --release --features cuda --test cuda --no-run \
     --message-format=json 2>/dev/null) > "$WORK/build.json"
-  echo "$(exe cuda_ops < "$WORK/build.json") $(exe cuda_driver < "$WORK/build.json")"
+  exe cuda < "$WORK/build.json"
 }
 
-run_suite() { # name ops driver [env...] -> writes $WORK/name.{ops,driver}.log, prints "failed total"
-  local name=$1 ops=$2 driver=$3; shift 3
-  env "${OPS_ENV[@]}" "$@" "$ops" --test-threads 1 > "$WORK/$name.ops.log" 2>&1 || true
-  env "$@" "$driver" --test-threads 1 > "$WORK/$name.driver.log" 2>&1 || true
+run_suite() { # name binary [env...] -> writes $WORK/name.{ops,driver}.log, prints "failed total"
+  local name=$1 bin=$2; shift 2
+  env "${OPS_ENV[@]}" "$@" "$bin" ops:: --test-threads 1 > "$WORK/$name.ops.log" 2>&1 || true
+  env "$@" "$bin" driver:: --test-threads 1 > "$WORK/$name.driver.log" 2>&1 || true
   cat "$WORK/$name.ops.log" "$WORK/$name.driver.log" > "$WORK/$name.log"
   summary "$WORK/$name.ops.log" "$WORK/$name.driver.log" > "$WORK/$name.summary"
   head -n 1 "$WORK/$name.summary"
@@ -105,8 +105,8 @@ caught_by() { # what the log says caught it
 }
 
 echo "==> baseline: the unmodified tree"
-read -r OPS DRIVER <<< "$(build_tests "$ROOT" "$ROOT/target")"
-read -r f t <<< "$(run_suite baseline "$OPS" "$DRIVER")"
+BIN=$(build_tests "$ROOT" "$ROOT/target")
+read -r f t <<< "$(run_suite baseline "$BIN")"
 [ "$f" -eq 0 ] && [ "$t" -gt 0 ] || { echo "the unmodified suite fails ($f of $t): see $WORK/baseline.log"; exit 1; }
 echo "baseline: $t tests, all pass"
 
@@ -121,7 +121,7 @@ while IFS='|' read -r name kind file old new what; do
     cp -r kernels "$WORK/$name/kernels"
     patch_file "$WORK/$name/kernels/$file" "$old" "$new"
     make -s -C cuda-sim kernels KERNELS="$WORK/$name/kernels" KERNELS_NAME="$name" BUILD="$WORK/$name/sim"
-    read -r f t <<< "$(run_suite "$name" "$OPS" "$DRIVER" CUDA_SIM_KERNELS="$WORK/$name/sim/kernels/lib${name}_kernels.so")"
+    read -r f t <<< "$(run_suite "$name" "$BIN" CUDA_SIM_KERNELS="$WORK/$name/sim/kernels/lib${name}_kernels.so")"
   else
     tree=$WORK/tree-$name
     rm -rf "$tree" && mkdir -p "$tree"
@@ -132,8 +132,8 @@ while IFS='|' read -r name kind file old new what; do
       make -s -C cuda-sim kernels KERNELS="$tree/kernels" KERNELS_NAME="$name" BUILD="$WORK/$name/sim"
       kenv=(CUDA_SIM_KERNELS="$WORK/$name/sim/kernels/lib${name}_kernels.so")
     fi
-    read -r mops mdriver <<< "$(build_tests "$tree" "$WORK/target")"
-    read -r f t <<< "$(run_suite "$name" "$mops" "$mdriver" "${kenv[@]}")"
+    mbin=$(build_tests "$tree" "$WORK/target")
+    read -r f t <<< "$(run_suite "$name" "$mbin" "${kenv[@]}")"
   fi
   failing=$(tail -n +2 "$WORK/$name.summary" | tr '\n' ' ')
   echo "$name: $f of $t tests fail: $failing"

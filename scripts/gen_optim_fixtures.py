@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden values for tests/optim.rs from PyTorch: torch.optim.SGD updates and LR schedulers.
+"""Golden values for tests/training/optim.rs from PyTorch: torch.optim.SGD updates and LR schedulers.
 
 Run by hand (never in CI):  /work/venv/bin/python scripts/gen_optim_fixtures.py
 Writes tests/fixtures/optim_sgd.txt and tests/fixtures/optim_schedule.txt.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate golden values from PyTorch for tests/torch_semantics.rs.
+"""Generate golden values from PyTorch for tests/semantics/torch.rs.
 
 Run by hand (never in CI), from the repository root, with a Python that has PyTorch:
 
@@ -409,7 +409,7 @@ matmul_case("matmul_batched_broadcast_rhs_k1", (2, 3, 1), (1, 2))
 
 # ---------------------------------------------------------------- write
 header = [
-    "# Golden values from PyTorch for tests/torch_semantics.rs. DO NOT EDIT: regenerate with",
+    "# Golden values from PyTorch for tests/semantics/torch.rs. DO NOT EDIT: regenerate with",
     "#   python scripts/gen_torch_fixtures.py",
     f"# torch={TORCH} python={sys.version.split()[0]} dtype=float64 device=cpu",
     "# Format: see the docstring of scripts/gen_torch_fixtures.py.",

@@ -15,13 +15,12 @@ export CUDA_LIBRARY_PATH=$PWD/target/cuda-sim
 export CUDA_ARCH=${CUDA_ARCH:-sm_80}
 
 exe() { scripts/cargo-exe.py "$1"; }
-json=$(cargo test --release --features cuda --lib --test cuda_ops --test cuda_driver --no-run --message-format=json)
+json=$(cargo test --release --features cuda --lib --test cuda --no-run --message-format=json)
 bench=$(cargo bench --features cuda --bench cuda --no-run --message-format=json | exe cuda)
 cargo build --release --features cuda --example resnet
 out=target/gpu-bundle
 rm -rf "$out" && mkdir -p "$out"
-cp "$(exe cuda_ops <<< "$json")" "$out/cuda_ops"
-cp "$(exe cuda_driver <<< "$json")" "$out/cuda_driver"
+cp "$(exe cuda <<< "$json")" "$out/cuda_tests"
 cp "$(exe smallgrad <<< "$json")" "$out/unit_tests"
 cp "$bench" "$out/cuda_bench"
 cp target/release/examples/resnet "$out/resnet"

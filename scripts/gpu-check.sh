@@ -32,11 +32,11 @@ echo "undefined symbols: $undefined"
 
 echo "== 1. CUDA tests"
 t0=$(date +%s)
-SMALLGRAD_CUDA_SYNC=1 timeout 150 "$B/cuda_ops" --test-threads 1 2>&1 | tee "$OUT/tests-sync.log" | grep -E "^test |test result|panicked"
+SMALLGRAD_CUDA_SYNC=1 timeout 150 "$B/cuda_tests" ops:: --test-threads 1 2>&1 | tee "$OUT/tests-sync.log" | grep -E "^test |test result|panicked"
 sync_rc=${PIPESTATUS[0]}
-timeout 90 "$B/cuda_ops" --test-threads 4 2>&1 | tee "$OUT/tests.log" | grep -E "^test |test result|panicked"
+timeout 90 "$B/cuda_tests" ops:: --test-threads 4 2>&1 | tee "$OUT/tests.log" | grep -E "^test |test result|panicked"
 tests_rc=${PIPESTATUS[0]}
-timeout 60 "$B/cuda_driver" 2>&1 | tee -a "$OUT/tests.log" | grep -E "^test |test result|panicked|skipping"
+timeout 60 "$B/cuda_tests" driver:: 2>&1 | tee -a "$OUT/tests.log" | grep -E "^test |test result|panicked|skipping"
 [ "${PIPESTATUS[0]}" -eq 0 ] || tests_rc=1
 timeout 30 "$B/unit_tests" backend::cuda 2>&1 | tee -a "$OUT/tests.log" | grep -E "^test |test result|panicked"
 [ "${PIPESTATUS[0]}" -eq 0 ] || tests_rc=1

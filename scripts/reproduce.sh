@@ -10,7 +10,10 @@
 #   2. lr selection: each loss at lr 0.05, 0.5, 2.0 on a validation split of 50 images per
 #      class drawn from the training pool (never the test set), K = 50, seed 0;
 #   3. finals with each loss's chosen lr: xent and cosine-xent at K = 50 and K = 200, cosine and
-#      cosine-xent-head at K = 50, seeds 0, 1, 2 (test set).
+#      cosine-xent-head at K = 50, seeds 0, 1, 2 (test set);
+#   4. the example's default budget (60 epochs, K = 50): phase 2 again at that budget, the default
+#      comparison (xent, cosine-xent) at the chosen lrs, seeds 0, 1, 2, and each of those losses at
+#      150 epochs with the same lr (seed 0), to see how far the short run lands from the long one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CSV=docs/reproduction-runs.csv
@@ -46,8 +49,8 @@ run() { # phase loss K epochs lr seed [extra flags]
   echo "$(date -u +%FT%TZ) done  $key top-1 $top1% in $secs s"
 }
 
-best_lr() { # loss -> the lr with the best validation accuracy in phase 2 (ties: the smaller)
-  awk -F, -v l="$1" '$1=="lrsel" && $2==l {print $8, $5}' "$CSV" | sort -k1,1gr -k2,2g | head -n 1 | cut -d' ' -f2
+best_lr() { # loss [phase] -> the lr with the best validation accuracy in that phase (ties: the smaller)
+  awk -F, -v l="$1" -v p="${2:-lrsel}" '$1==p && $2==l {print $8, $5}' "$CSV" | sort -k1,1gr -k2,2g | head -n 1 | cut -d' ' -f2
 }
 
 for p in $phases; do
@@ -62,6 +65,15 @@ for p in $phases; do
            run final "$loss" 50 150 "$lr" "$seed"
          done
          for loss in xent cosine-xent; do run final "$loss" 200 60 "$(best_lr "$loss")" "$seed"; done
+       done ;;
+    4) for loss in $LOSSES; do for lr in 0.05 0.5 2.0; do
+         run lrsel60 "$loss" 50 60 "$lr" 0 --val-per-class 50
+       done; done
+       for loss in xent cosine-xent; do
+         lr=$(best_lr "$loss" lrsel60)
+         for seed in 0 1 2; do run default "$loss" 50 60 "$lr" "$seed"; done
+         # the same lr for 150 epochs (phase 1 or 3 may have it already)
+         if ! grep -qE "^(baseline|final),$loss,50,150,$lr,0," "$CSV"; then run long "$loss" 50 150 "$lr" 0; fi
        done ;;
   esac
 done

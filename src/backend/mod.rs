@@ -1,5 +1,6 @@
-//! Device plumbing: thread-pool helpers and GEMM for the CPU (CUDA later). Kernels here know
-//! nothing about autograd.
+//! Device plumbing: thread-pool helpers, scratch and GEMM for the CPU ([`cpu`]); context,
+//! stream, allocator, launches and cuBLAS for NVIDIA GPUs (`cuda`, feature `cuda`). Kernels here
+//! know nothing about autograd.
 
 pub(crate) mod cpu;
 #[cfg(feature = "cuda")]

@@ -1,4 +1,4 @@
-//! Helpers of the CUDA suites (tests/cuda_*.rs): the GPU or a skip line, a small ResNet.
+//! Helpers of the CUDA suites (tests/cuda/): the GPU or a skip line, a small ResNet.
 
 use smallgrad::nn::resnet::{CifarResNetConfig, ResNet, cifar_resnet};
 use smallgrad::{Device, Result, nn};

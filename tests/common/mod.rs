@@ -1,7 +1,7 @@
-//! Shared helpers for the gradcheck suite: the proptest strategies and value generators
-//! ([`strategies`], usable on their own by suites that do not call `gradcheck`), and
-//! [`check_grad`], which runs `smallgrad::gradcheck` so that backprop starts from a random
-//! upstream gradient.
+//! Helpers shared by the test binaries: the proptest strategies and value generators
+//! ([`strategies`], usable on their own by suites that do not call `gradcheck`), [`check_grad`],
+//! which runs `smallgrad::gradcheck` so that backprop starts from a random upstream gradient,
+//! and for the CUDA suite the GPU helpers (`cuda`) and the simulator's interface (`sim`).
 #![allow(dead_code)]
 
 #[cfg(feature = "cuda")]

@@ -93,13 +93,15 @@ const CHILD: &str = "SMALLGRAD_CHILD_TEST";
 /// What a child prints when its body ran to the end.
 pub const CHILD_DONE: &str = "child body done";
 
-/// Whether this process is the child started by [`run_child`] for `test`.
+/// Whether this process is the child started by [`run_child`] for `test` (its name, without the
+/// module path).
 pub fn is_child(test: &str) -> bool {
-    std::env::var(CHILD).is_ok_and(|v| v == test)
+    std::env::var(CHILD).is_ok_and(|v| v.rsplit("::").next() == Some(test))
 }
 
-/// Runs the test `test` of this test binary again in a child process with `env` added, and
-/// returns its output; panics unless it succeeded and its body printed [`CHILD_DONE`].
+/// Runs the test `test` (its full path in this binary, e.g. `driver::some_test`) again in a
+/// child process with `env` added, and returns its output; panics unless it succeeded and its
+/// body printed [`CHILD_DONE`].
 pub fn run_child(test: &str, env: &[(&str, &str)]) -> String {
     let exe = std::env::current_exe().expect("the test binary's path");
     let out = Command::new(exe)

@@ -1,5 +1,5 @@
-//! Shared proptest strategies and input generators for smallgrad's test suites (CPU now, a
-//! CUDA suite later reuses them unchanged).
+//! Shared proptest strategies and input generators for smallgrad's test suites (the CPU suites
+//! and the CUDA suite, which draws the same cases and compares the devices).
 //!
 //! Strategies generate *parameters* (shapes, dims, kernel/stride/padding, a seed); the values
 //! are drawn from [`smallgrad::Rng`] with that seed. Every generator that feeds a

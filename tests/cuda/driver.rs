@@ -7,13 +7,10 @@
 //! set; against a real driver they print `not the simulator: skipping <test>`. Without a GPU at
 //! all every test prints `no CUDA device: skipping <test>` (or fails, with
 //! `SMALLGRAD_REQUIRE_CUDA=1`).
-#![cfg(feature = "cuda")]
 
-mod common;
-
-use common::cuda::{gpu, tiny_resnet};
-use common::sim::{self, CHILD_DONE, is_child, run_child};
-use common::{normal, targets, to_f32};
+use crate::common::cuda::{gpu, tiny_resnet};
+use crate::common::sim::{self, CHILD_DONE, is_child, run_child};
+use crate::common::{normal, targets, to_f32};
 use smallgrad::loss::CosineLoss;
 use smallgrad::nn::Module;
 use smallgrad::optim::{Sgd, SgdConfig};
@@ -80,7 +77,9 @@ fn child_test(name: &str, sim_only: bool, envs: &[&[(&str, &str)]], body: impl F
     if !here {
         return Vec::new();
     }
-    envs.iter().map(|env| run_child(name, env)).collect()
+    envs.iter()
+        .map(|env| run_child(&format!("driver::{name}"), env))
+        .collect()
 }
 
 /// A ResNet-20 training step on `dev` (the seed's loss, SGD with momentum and weight decay) over

@@ -3,9 +3,7 @@
 //! statistics are buffers, not checked inputs: each call of the checked function gets fresh
 //! copies, so the in-place updates of training mode never leak between calls.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use smallgrad::{Device, Rng, Tensor};
 

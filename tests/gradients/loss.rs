@@ -1,8 +1,6 @@
 //! gradcheck (f64) of cross_entropy and CosineLoss with all three reductions.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use smallgrad::Rng;
 use smallgrad::loss::{CosineLoss, Reduction, cross_entropy};

@@ -7,12 +7,9 @@
 //!
 //! Without a GPU (or against the CI's stub libraries) each test prints one line,
 //! `no CUDA device: skipping <test> (...)`, and returns.
-#![cfg(feature = "cuda")]
 
-mod common;
-
-use common::cuda::{gpu, tiny_resnet};
-use common::*;
+use crate::common::cuda::{gpu, tiny_resnet};
+use crate::common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 use smallgrad::loss::{CosineLoss, Reduction, cross_entropy};

@@ -28,7 +28,7 @@ fn trace_child() {
 #[test]
 fn trace_prints_forward_and_backward_ops() {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "trace_child", "--nocapture", "--test-threads", "1"])
+        .args(["--exact", "trace::trace_child", "--nocapture", "--test-threads", "1"])
         .env("SMALLGRAD_TRACE", "1")
         .env("SMALLGRAD_TRACE_CHILD", "1")
         .output()

@@ -1,8 +1,6 @@
 //! gradcheck (f64) of the shape ops: reshape, flatten, permute, transpose, expand.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use smallgrad::Rng;
 

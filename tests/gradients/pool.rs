@@ -1,9 +1,7 @@
 //! gradcheck (f64) of max_pool2d (distinct values in every window), avg_pool2d (count
 //! includes padding) and adaptive_avg_pool2d (output sizes that need not divide the input).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use smallgrad::Rng;
 

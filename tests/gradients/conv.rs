@@ -1,9 +1,7 @@
 //! gradcheck (f64) of conv2d with and without bias over random asymmetric
 //! kernel / stride / padding (each chosen per axis).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use smallgrad::Rng;
 

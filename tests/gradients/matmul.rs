@@ -1,8 +1,6 @@
 //! gradcheck (f64) of matmul: [m,k]x[k,n], batched [b,m,k]x[b,k,n], broadcast rhs [b,m,k]x[k,n].
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use smallgrad::Rng;
 

@@ -1,12 +1,30 @@
 //! The graph is dropped after backward: checked with the process-wide hidden counter
-//! `smallgrad::autograd::live_graph_nodes()`. This file is its own test binary and holds a
-//! single test, so no other test's graph runs concurrently in this process.
+//! `smallgrad::autograd::live_graph_nodes()`. The counter counts every test's graphs, so the
+//! check runs in a child process of this binary that runs this test alone.
 
 use smallgrad::autograd::live_graph_nodes;
 use smallgrad::{Device, Tensor};
+use std::process::Command;
 
 #[test]
 fn graph_is_released_after_backward() {
+    const ALONE: &str = "SMALLGRAD_GRAPH_RELEASE_CHILD";
+    if std::env::var_os(ALONE).is_none() {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "graph_release::graph_is_released_after_backward",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(ALONE, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        return;
+    }
     let before = live_graph_nodes();
     let x = Tensor::<f64>::from_vec(vec![0.5, -1.0, 2.0, 3.0], &[2, 2], Device::Cpu)
         .unwrap()

@@ -3,13 +3,10 @@
 //! invalid) shapes and parameters asserting "Err or a correctly shaped Ok" (a panic fails
 //! the test).
 
-#[path = "common/strategies.rs"]
-mod strategies;
-
+use crate::strategies::config;
 use proptest::prelude::*;
 use smallgrad::loss::{CosineLoss, Reduction, cross_entropy};
 use smallgrad::{Device, Tensor};
-use strategies::config;
 
 fn t(shape: &[usize]) -> Tensor<f64> {
     let n: usize = shape.iter().product();

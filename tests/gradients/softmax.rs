@@ -1,9 +1,7 @@
 //! gradcheck (f64) of softmax / log_softmax on every dim, and of normalize /
 //! cosine_similarity along every dim (norms >= 0.1, far above the eps clamps).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use smallgrad::Rng;
 

@@ -3,9 +3,7 @@
 //! cosine_similarity at and below their eps (value, and gradient rules as PyTorch's:
 //! F.normalize clamps inside autograd, F.cosine_similarity clamps the norms outside it).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use smallgrad::loss::{CosineLoss, Reduction, cross_entropy};
 use smallgrad::{Device, Rng, Tensor};

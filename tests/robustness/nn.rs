@@ -1,12 +1,9 @@
 //! Invalid input is an `Err`, never a panic, for conv2d, the pools, matmul and batch_norm:
 //! named cases and proptests over random (often invalid) shapes and parameters.
 
-#[path = "common/strategies.rs"]
-mod strategies;
-
+use crate::strategies::config;
 use proptest::prelude::*;
 use smallgrad::{Device, Tensor};
-use strategies::config;
 
 fn t(shape: &[usize]) -> Tensor<f64> {
     let n: usize = shape.iter().product();

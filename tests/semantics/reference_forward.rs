@@ -1,9 +1,7 @@
 //! Forward of conv2d, max_pool2d, avg_pool2d and adaptive_avg_pool2d against naive
 //! direct-loop references written here (no im2col), over random asymmetric parameters.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use smallgrad::{Rng, Tensor};
 

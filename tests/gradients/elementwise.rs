@@ -1,9 +1,7 @@
 //! gradcheck (f64) of every elementwise op; binary ops over random broadcasting shape pairs.
 //! Inputs stay away from each op's kinks and domain edges (see `common::strategies`).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use smallgrad::{Rng, Tensor};
 

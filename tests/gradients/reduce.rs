@@ -1,9 +1,7 @@
 //! gradcheck (f64) of every reduction: sum, mean, sum_dim / mean_dim over random dim sets with
 //! keepdim both ways, max_dim (distinct values), sum_to, norm_dim (norms >= 0.1).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use smallgrad::Rng;
 

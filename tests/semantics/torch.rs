@@ -13,7 +13,7 @@ use smallgrad::loss::{CosineLoss, Reduction, cross_entropy};
 use smallgrad::{Device, Result, Tensor};
 use std::collections::HashMap;
 
-const FIXTURES: &str = include_str!("fixtures/torch_fixtures.txt");
+const FIXTURES: &str = include_str!("../fixtures/torch_fixtures.txt");
 
 /// |actual - expected| <= ATOL + RTOL * |expected|, element-wise.
 const RTOL: f64 = 1e-10;
