@@ -1,6 +1,9 @@
 // Elementwise kernels: binary arithmetic with NumPy broadcasting, the unary functions and their
-// backward, fill. The op codes match `BinaryOp` / `UnaryOp` in src/ops/elementwise/cuda.rs.
+// backward, fill. The binary op codes are `binary_code` in src/ops/elementwise/cuda.rs; the unary
+// ones are the UNARY_* of unary_ops.h, generated from the ops' definitions in
+// src/ops/elementwise/unary.rs (where each op's formulas and derivation are).
 #include "common.cuh"
+#include "unary_ops.h"
 
 // op: 0 add, 1 sub, 2 mul, 3 div. a and b are read through broadcast strides (stride 0 on a
 // broadcast dim) over the output shape; contiguous = 1 means both already have the output's
@@ -26,54 +29,53 @@ __device__ void binary(i64 op, const T* a, const T* b, T* out, i64 n, i64 contig
 EXPORT(binary, (i64 op, const T* a, const T* b, T* out, i64 n, i64 contiguous, Strided sa, Strided sb),
        (op, a, b, out, n, contiguous, sa, sb))
 
-// op: 0 neg, 1 exp, 2 log, 3 sqrt, 4 abs, 5 relu, 6 tanh, 7 sigmoid, 8 powf(p), 9 clamp_min(p),
-// 10 add_scalar(p), 11 mul_scalar(p).
+// y = f(x), for the unary op `op` (a UNARY_* code) with scalar p.
 template <typename T>
 __device__ void unary(i64 op, const T* x, T* y, i64 n, T p) {
     GRID_STRIDE(i, n) {
         T v = x[i], r;
         switch (op) {
-            case 0: r = -v; break;
-            case 1: r = exp(v); break;
-            case 2: r = log(v); break;
-            case 3: r = sqrt(v); break;
-            case 4: r = fabs(v); break;
-            case 5: r = (v > T(0) || v != v) ? v : T(0); break;  // NaN stays NaN
-            case 6: r = tanh(v); break;
-            case 7: r = T(1) / (T(1) + exp(-v)); break;
-            case 8: r = pow(v, p); break;
-            case 9: r = v < p ? p : v; break;
-            case 10: r = v + p; break;
-            default: r = v * p; break;
+            case UNARY_NEG: r = -v; break;
+            case UNARY_EXP: r = exp(v); break;
+            case UNARY_LOG: r = log(v); break;
+            case UNARY_SQRT: r = sqrt(v); break;
+            case UNARY_ABS: r = fabs(v); break;
+            case UNARY_RELU: r = (v > T(0) || v != v) ? v : T(0); break;  // NaN stays NaN
+            case UNARY_TANH: r = tanh(v); break;
+            case UNARY_SIGMOID: r = T(1) / (T(1) + exp(-v)); break;
+            case UNARY_POWF: r = pow(v, p); break;
+            case UNARY_CLAMP_MIN: r = v < p ? p : v; break;
+            case UNARY_ADD_SCALAR: r = v + p; break;
+            default: r = v * p; break;  // UNARY_MUL_SCALAR
         }
         y[i] = r;
     }
 }
 EXPORT(unary, (i64 op, const T* x, T* y, i64 n, T p), (op, x, y, n, p))
 
-// dL/dx from dL/dy = g, the input x and the output y (derivations in src/ops/elementwise/mod.rs).
+// dL/dx from dL/dy = g and the saved value v: x or y (or nothing), as unary_ops.h says per op.
 template <typename T>
-__device__ void unary_backward(i64 op, const T* x, const T* y, const T* g, T* dx, i64 n, T p) {
+__device__ void unary_backward(i64 op, const T* v, const T* g, T* dx, i64 n, T p) {
     GRID_STRIDE(i, n) {
         T gv = g[i], r;
         switch (op) {
-            case 0: r = -gv; break;
-            case 1: r = gv * y[i]; break;
-            case 2: r = gv / x[i]; break;
-            case 3: r = gv / (T(2) * y[i]); break;
-            case 4: r = x[i] > T(0) ? gv : (x[i] < T(0) ? -gv : T(0)); break;
-            case 5: r = y[i] > T(0) ? gv : T(0); break;
-            case 6: r = gv * (T(1) - y[i] * y[i]); break;
-            case 7: r = gv * y[i] * (T(1) - y[i]); break;
-            case 8: r = p == T(0) ? T(0) : gv * p * pow(x[i], p - T(1)); break;
-            case 9: r = x[i] >= p ? gv : T(0); break;
-            case 10: r = gv; break;
-            default: r = gv * p; break;
+            case UNARY_NEG: r = -gv; break;
+            case UNARY_EXP: r = gv * v[i]; break;                   // v = y
+            case UNARY_LOG: r = gv / v[i]; break;                   // v = x
+            case UNARY_SQRT: r = gv / (T(2) * v[i]); break;         // v = y
+            case UNARY_ABS: r = v[i] > T(0) ? gv : (v[i] < T(0) ? -gv : T(0)); break;  // v = x
+            case UNARY_RELU: r = v[i] > T(0) ? gv : T(0); break;    // v = y
+            case UNARY_TANH: r = gv * (T(1) - v[i] * v[i]); break;  // v = y
+            case UNARY_SIGMOID: r = gv * v[i] * (T(1) - v[i]); break;  // v = y
+            case UNARY_POWF: r = p == T(0) ? T(0) : gv * p * pow(v[i], p - T(1)); break;  // v = x
+            case UNARY_CLAMP_MIN: r = v[i] >= p ? gv : T(0); break;  // v = x
+            case UNARY_ADD_SCALAR: r = gv; break;
+            default: r = gv * p; break;  // UNARY_MUL_SCALAR
         }
         dx[i] = r;
     }
 }
-EXPORT(unary_backward, (i64 op, const T* x, const T* y, const T* g, T* dx, i64 n, T p), (op, x, y, g, dx, n, p))
+EXPORT(unary_backward, (i64 op, const T* v, const T* g, T* dx, i64 n, T p), (op, v, g, dx, n, p))
 
 template <typename T>
 __device__ void fill(T* out, i64 n, T v) {

@@ -49,7 +49,7 @@ impl<T: Float> Backward<T> for StraightThroughBackward {
 #[track_caller]
 pub(crate) fn clamp_min_straight_through<T: Float>(x: &Tensor<T>, min: T) -> Result<Tensor<T>> {
     let out = on_device!(x.device(),
-    cuda => crate::ops::elementwise::cuda::unary(crate::ops::elementwise::UnaryOp::ClampMin(min), x)?,
+    cuda => crate::ops::elementwise::cuda::unary(crate::ops::elementwise::unary::ClampMin(min), x)?,
     cpu => {
         let data: Vec<T> = x.cpu()?.iter().map(|&v| if v < min { min } else { v }).collect();
         Tensor::from_parts(data, x.shape().to_vec(), x.device())

@@ -1,6 +1,7 @@
 //! CPU kernels of the elementwise family: broadcast binary ops, unary ops and their backward.
 
-use super::{BinaryOp, UnaryOp};
+use super::BinaryOp;
+use super::unary::UnaryOp;
 use crate::backend::cpu::{PAR_THRESHOLD, map, zip_map};
 use crate::dtype::Float;
 use crate::shape::{broadcast_strides, numel, strides};
@@ -89,53 +90,15 @@ pub(super) fn div_rhs_grad<T: Float>(g: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>
     Ok(Tensor::from_parts(data, shape, g.device()))
 }
 
-pub(super) fn unary<T: Float>(op: UnaryOp<T>, x: &[T]) -> Vec<T> {
-    match op {
-        UnaryOp::Neg => map(x, |v| -v),
-        UnaryOp::Exp => map(x, |v| v.exp()),
-        UnaryOp::Log => map(x, |v| v.ln()),
-        UnaryOp::Sqrt => map(x, |v| v.sqrt()),
-        UnaryOp::Abs => map(x, |v| v.abs()),
-        // NaN stays NaN (as PyTorch): compare rather than max().
-        UnaryOp::Relu => map(x, |v| if v > T::ZERO || v.is_nan() { v } else { T::ZERO }),
-        UnaryOp::Tanh => map(x, |v| v.tanh()),
-        UnaryOp::Sigmoid => map(x, |v| T::ONE / (T::ONE + (-v).exp())),
-        UnaryOp::Powf(p) => map(x, |v| v.powf(p)),
-        UnaryOp::ClampMin(m) => map(x, |v| if v < m { m } else { v }),
-        UnaryOp::AddScalar(s) => map(x, |v| v + s),
-        UnaryOp::MulScalar(s) => map(x, |v| v * s),
-    }
+/// `f(x)` elementwise: one loop compiled for `O` alone (no match inside it), so it vectorises.
+pub(super) fn unary<T: Float, O: UnaryOp<T>>(op: O, x: &[T]) -> Vec<T> {
+    map(x, |v| op.f(v))
 }
 
-/// dL/dx from dL/dy, the input x and the output y (see the derivations in mod.rs).
-pub(super) fn unary_backward<T: Float>(op: UnaryOp<T>, x: &[T], y: &[T], g: &[T]) -> Vec<T> {
-    let two = T::from_f64(2.0);
-    match op {
-        UnaryOp::Neg => map(g, |g| -g),
-        UnaryOp::Exp => zip_map(g, y, |g, y| g * y),
-        UnaryOp::Log => zip_map(g, x, |g, x| g / x),
-        UnaryOp::Sqrt => zip_map(g, y, |g, y| g / (two * y)),
-        UnaryOp::Abs => zip_map(g, x, |g, x| {
-            if x > T::ZERO {
-                g
-            } else if x < T::ZERO {
-                -g
-            } else {
-                T::ZERO
-            }
-        }),
-        UnaryOp::Relu => zip_map(g, y, |g, y| if y > T::ZERO { g } else { T::ZERO }),
-        UnaryOp::Tanh => zip_map(g, y, |g, y| g * (T::ONE - y * y)),
-        UnaryOp::Sigmoid => zip_map(g, y, |g, y| g * y * (T::ONE - y)),
-        UnaryOp::Powf(p) => {
-            if p == T::ZERO {
-                vec![T::ZERO; g.len()]
-            } else {
-                zip_map(g, x, |g, x| g * p * x.powf(p - T::ONE))
-            }
-        }
-        UnaryOp::ClampMin(m) => zip_map(g, x, |g, x| if x >= m { g } else { T::ZERO }),
-        UnaryOp::AddScalar(_) => g.to_vec(),
-        UnaryOp::MulScalar(s) => map(g, |g| g * s),
+/// dL/dx from dL/dy = `g` and the value the op saved (x, y, or none: see `UnaryOp::SAVES`).
+pub(super) fn unary_backward<T: Float, O: UnaryOp<T>>(op: O, v: Option<&[T]>, g: &[T]) -> Vec<T> {
+    match v {
+        Some(v) => zip_map(g, v, |g, v| op.grad(g, v)),
+        None => map(g, |g| op.grad(g, T::ZERO)),
     }
 }

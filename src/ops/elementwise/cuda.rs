@@ -1,7 +1,9 @@
-//! CUDA launchers of the elementwise family (kernels in kernels/elementwise.cu). The op codes
-//! below are the `switch` cases of those kernels.
+//! CUDA launchers of the elementwise family (kernels in kernels/elementwise.cu). The binary op
+//! codes below are the `switch` cases of the `binary` kernel; the unary ops' codes are their
+//! `UnaryOp::CODE` (kernels/unary_ops.h is generated from them).
 
-use super::{BinaryOp, UnaryOp};
+use super::BinaryOp;
+use super::unary::UnaryOp;
 use crate::backend::cuda::{Strided, arg, float_arg, gpu_of};
 use crate::dtype::Float;
 use crate::shape::{broadcast_strides, numel};
@@ -13,24 +15,6 @@ fn binary_code(op: BinaryOp) -> i64 {
         BinaryOp::Sub => 1,
         BinaryOp::Mul => 2,
         BinaryOp::Div => 3,
-    }
-}
-
-/// (code, scalar parameter) of a unary op.
-fn unary_code<T: Float>(op: UnaryOp<T>) -> (i64, T) {
-    match op {
-        UnaryOp::Neg => (0, T::ZERO),
-        UnaryOp::Exp => (1, T::ZERO),
-        UnaryOp::Log => (2, T::ZERO),
-        UnaryOp::Sqrt => (3, T::ZERO),
-        UnaryOp::Abs => (4, T::ZERO),
-        UnaryOp::Relu => (5, T::ZERO),
-        UnaryOp::Tanh => (6, T::ZERO),
-        UnaryOp::Sigmoid => (7, T::ZERO),
-        UnaryOp::Powf(p) => (8, p),
-        UnaryOp::ClampMin(m) => (9, m),
-        UnaryOp::AddScalar(s) => (10, s),
-        UnaryOp::MulScalar(s) => (11, s),
     }
 }
 
@@ -65,12 +49,12 @@ pub(crate) fn binary<T: Float>(op: BinaryOp, a: &Tensor<T>, b: &Tensor<T>, out_s
 }
 
 /// `f(x)` elementwise.
-pub(crate) fn unary<T: Float>(op: UnaryOp<T>, x: &Tensor<T>) -> Result<Tensor<T>> {
+pub(crate) fn unary<T: Float, O: UnaryOp<T>>(op: O, x: &Tensor<T>) -> Result<Tensor<T>> {
     let g = gpu_of(x)?;
     let dx = x.dev()?;
     let n = x.numel();
     let out = g.alloc::<T>(n)?;
-    let (code, p) = unary_code(op);
+    let (code, p) = (O::CODE, op.param());
     let (px, po, ni) = (dx.ptr(), out.ptr(), n as i64);
     if n > 0 {
         g.launch::<T>(
@@ -83,33 +67,28 @@ pub(crate) fn unary<T: Float>(op: UnaryOp<T>, x: &Tensor<T>) -> Result<Tensor<T>
     Ok(Tensor::from_dev(out, x.shape().to_vec()))
 }
 
-/// dL/dx of a unary op from the input, the output and dL/dy.
-pub(crate) fn unary_backward<T: Float>(
-    op: UnaryOp<T>,
-    x: &Tensor<T>,
-    y: &Tensor<T>,
+/// dL/dx of a unary op from dL/dy and the value it saved (x, y or none: `UnaryOp::SAVES`).
+pub(crate) fn unary_backward<T: Float, O: UnaryOp<T>>(
+    op: O,
+    v: Option<&Tensor<T>>,
     gy: &Tensor<T>,
 ) -> Result<Tensor<T>> {
     let g = gpu_of(gy)?;
-    let (bx, by, bg) = (x.dev()?, y.dev()?, gy.dev()?);
+    let bv = match v {
+        Some(v) => Some(v.dev()?),
+        None => None,
+    };
+    let bg = gy.dev()?;
     let n = gy.numel();
     let out = g.alloc::<T>(n)?;
-    let (code, p) = unary_code(op);
-    let (px, py, pg, po, ni) = (bx.ptr(), by.ptr(), bg.ptr(), out.ptr(), n as i64);
+    let (code, p) = (O::CODE, op.param());
+    let (pv, pg, po, ni) = (bv.as_ref().map_or(0, |b| b.ptr()), bg.ptr(), out.ptr(), n as i64);
     if n > 0 {
         g.launch::<T>(
             "elementwise",
             "unary_backward",
             n,
-            &[
-                arg(&code),
-                arg(&px),
-                arg(&py),
-                arg(&pg),
-                arg(&po),
-                arg(&ni),
-                float_arg(&p),
-            ],
+            &[arg(&code), arg(&pv), arg(&pg), arg(&po), arg(&ni), float_arg(&p)],
         )?;
     }
     Ok(Tensor::from_dev(out, gy.shape().to_vec()))

@@ -10,21 +10,22 @@
 //! - mul: df/da = b, df/db = a
 //! - div: df/da = 1/b, df/db = -a/b^2
 //!
-//! Unary `y = f(x)` gives `dL/dx = dL/dy * f'(x)`, with f' written with whichever of x and y
-//! is cheaper:
-//! - neg: -1;  exp: y;  log: 1/x;  sqrt: 1/(2y);  tanh: 1 - y^2;  sigmoid: y(1 - y)
-//! - abs: sign(x) (0 at 0);  relu: 1 if y > 0 else 0 (so relu'(0) = 0)
-//! - powf(p): p x^(p-1) (0 when p = 0);  clamp_min(m): 1 if x >= m else 0 (as PyTorch)
-//! - add_scalar: 1;  mul_scalar(s): s
+//! Unary `y = f(x)` gives `dL/dx = dL/dy * f'(x)`. Each unary op is defined once, in
+//! [`unary`]: its f, its derivative written with whichever of x and y is cheaper, and what its
+//! backward keeps (neg: -1; exp: y; log: 1/x; sqrt: 1/(2y); tanh: 1 - y^2; sigmoid: y(1 - y);
+//! abs: sign(x), 0 at 0; relu: 1 if y > 0 else 0, so relu'(0) = 0; powf(p): p x^(p-1), 0 when
+//! p = 0; clamp_min(m): 1 if x >= m else 0, as PyTorch; add_scalar: 1; mul_scalar(s): s).
 
 mod cpu;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda;
+pub(crate) mod unary;
 
 use crate::autograd::{Backward, Saved, record};
 use crate::dtype::Float;
 use crate::shape::broadcast_shapes;
 use crate::{Result, Tensor};
+use unary::{Abs, AddScalar, ClampMin, Exp, Log, MulScalar, Neg, Powf, Relu, Saves, Sigmoid, Sqrt, Tanh, UnaryOp};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum BinaryOp {
@@ -41,41 +42,6 @@ impl BinaryOp {
             BinaryOp::Sub => "sub",
             BinaryOp::Mul => "mul",
             BinaryOp::Div => "div",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum UnaryOp<T> {
-    Neg,
-    Exp,
-    Log,
-    Sqrt,
-    Abs,
-    Relu,
-    Tanh,
-    Sigmoid,
-    Powf(T),
-    ClampMin(T),
-    AddScalar(T),
-    MulScalar(T),
-}
-
-impl<T: Float> UnaryOp<T> {
-    fn name(self) -> &'static str {
-        match self {
-            UnaryOp::Neg => "neg",
-            UnaryOp::Exp => "exp",
-            UnaryOp::Log => "log",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Abs => "abs",
-            UnaryOp::Relu => "relu",
-            UnaryOp::Tanh => "tanh",
-            UnaryOp::Sigmoid => "sigmoid",
-            UnaryOp::Powf(_) => "powf",
-            UnaryOp::ClampMin(_) => "clamp_min",
-            UnaryOp::AddScalar(_) => "add_scalar",
-            UnaryOp::MulScalar(_) => "mul_scalar",
         }
     }
 }
@@ -125,24 +91,30 @@ impl<T: Float> Backward<T> for BinaryBackward<T> {
     }
 }
 
-struct UnaryBackward<T: Float> {
-    op: UnaryOp<T>,
-    x: Saved<T>,
-    y: Saved<T>,
+/// The backward of a unary op: it keeps only what the op's derivative reads.
+struct UnaryBackward<T: Float, O: UnaryOp<T>> {
+    op: O,
+    saved: Option<Saved<T>>,
 }
 
-impl<T: Float> Backward<T> for UnaryBackward<T> {
+impl<T: Float, O: UnaryOp<T>> Backward<T> for UnaryBackward<T, O> {
     fn name(&self) -> &'static str {
-        self.op.name()
+        O::NAME
     }
 
     fn backward(&self, g: &Tensor<T>, _inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
-        let name = self.op.name();
-        let (x, y) = (self.x.get(name)?, self.y.get(name)?);
+        let v = match &self.saved {
+            Some(s) => Some(s.get(O::NAME)?),
+            None => None,
+        };
         let dx = on_device!(g.device(),
-        cuda => cuda::unary_backward(self.op, x, y, g)?,
+        cuda => cuda::unary_backward(self.op, v, g)?,
         cpu => {
-            let data = cpu::unary_backward(self.op, &x.cpu()?, &y.cpu()?, &g.cpu()?);
+            let v = match v {
+                Some(v) => Some(v.cpu()?),
+                None => None,
+            };
+            let data = cpu::unary_backward(self.op, v.as_deref(), &g.cpu()?);
             Tensor::from_parts(data, g.shape().to_vec(), g.device())
         });
         Ok(vec![Some(dx)])
@@ -170,16 +142,16 @@ impl<T: Float> Tensor<T> {
     }
 
     #[track_caller]
-    fn unary(&self, op: UnaryOp<T>) -> Result<Tensor<T>> {
+    fn unary<O: UnaryOp<T>>(&self, op: O) -> Result<Tensor<T>> {
         let out = on_device!(self.device(),
             cuda => cuda::unary(op, self)?,
             cpu => Tensor::from_parts(cpu::unary(op, &self.cpu()?), self.shape().to_vec(), self.device()));
-        let bw = UnaryBackward {
-            op,
-            x: Saved::new(self),
-            y: Saved::new(&out.detach()),
+        let saved = match O::SAVES {
+            Saves::Input => Some(Saved::new(self)),
+            Saves::Output => Some(Saved::new(&out.detach())),
+            Saves::Nothing => None,
         };
-        record(out, &[self], bw)
+        record(out, &[self], UnaryBackward { op, saved })
     }
 
     /// `self + other`, broadcasting as NumPy. d/da = 1, d/db = 1 (summed back over broadcast axes).
@@ -246,7 +218,7 @@ impl<T: Float> Tensor<T> {
     /// ```
     #[track_caller]
     pub fn add_scalar(&self, s: T) -> Result<Tensor<T>> {
-        self.unary(UnaryOp::AddScalar(s))
+        self.unary(AddScalar(s))
     }
 
     /// `self * s`. d/dx = s.
@@ -259,7 +231,7 @@ impl<T: Float> Tensor<T> {
     /// ```
     #[track_caller]
     pub fn mul_scalar(&self, s: T) -> Result<Tensor<T>> {
-        self.unary(UnaryOp::MulScalar(s))
+        self.unary(MulScalar(s))
     }
 
     /// `-self`. d/dx = -1.
@@ -272,7 +244,7 @@ impl<T: Float> Tensor<T> {
     /// ```
     #[track_caller]
     pub fn neg(&self) -> Result<Tensor<T>> {
-        self.unary(UnaryOp::Neg)
+        self.unary(Neg)
     }
 
     /// e^x. d/dx = e^x.
@@ -285,7 +257,7 @@ impl<T: Float> Tensor<T> {
     /// ```
     #[track_caller]
     pub fn exp(&self) -> Result<Tensor<T>> {
-        self.unary(UnaryOp::Exp)
+        self.unary(Exp)
     }
 
     /// Natural log (NaN below 0, as PyTorch). d/dx = 1/x.
@@ -298,7 +270,7 @@ impl<T: Float> Tensor<T> {
     /// ```
     #[track_caller]
     pub fn log(&self) -> Result<Tensor<T>> {
-        self.unary(UnaryOp::Log)
+        self.unary(Log)
     }
 
     /// Square root. d/dx = 1/(2 sqrt(x)).
@@ -311,7 +283,7 @@ impl<T: Float> Tensor<T> {
     /// ```
     #[track_caller]
     pub fn sqrt(&self) -> Result<Tensor<T>> {
-        self.unary(UnaryOp::Sqrt)
+        self.unary(Sqrt)
     }
 
     /// |x|. d/dx = sign(x), 0 at 0.
@@ -324,7 +296,7 @@ impl<T: Float> Tensor<T> {
     /// ```
     #[track_caller]
     pub fn abs(&self) -> Result<Tensor<T>> {
-        self.unary(UnaryOp::Abs)
+        self.unary(Abs)
     }
 
     /// max(x, 0). d/dx = 1 where x > 0, else 0 (relu'(0) = 0).
@@ -337,7 +309,7 @@ impl<T: Float> Tensor<T> {
     /// ```
     #[track_caller]
     pub fn relu(&self) -> Result<Tensor<T>> {
-        self.unary(UnaryOp::Relu)
+        self.unary(Relu)
     }
 
     /// tanh(x). d/dx = 1 - tanh²(x).
@@ -350,7 +322,7 @@ impl<T: Float> Tensor<T> {
     /// ```
     #[track_caller]
     pub fn tanh(&self) -> Result<Tensor<T>> {
-        self.unary(UnaryOp::Tanh)
+        self.unary(Tanh)
     }
 
     /// 1 / (1 + e^-x). d/dx = σ(x)(1 - σ(x)).
@@ -363,7 +335,7 @@ impl<T: Float> Tensor<T> {
     /// ```
     #[track_caller]
     pub fn sigmoid(&self) -> Result<Tensor<T>> {
-        self.unary(UnaryOp::Sigmoid)
+        self.unary(Sigmoid)
     }
 
     /// x^p. d/dx = p x^(p-1) (0 for p = 0).
@@ -376,7 +348,7 @@ impl<T: Float> Tensor<T> {
     /// ```
     #[track_caller]
     pub fn powf(&self, p: T) -> Result<Tensor<T>> {
-        self.unary(UnaryOp::Powf(p))
+        self.unary(Powf(p))
     }
 
     /// max(x, min). d/dx = 1 where x >= min, else 0 (as PyTorch's clamp_min).
@@ -389,6 +361,6 @@ impl<T: Float> Tensor<T> {
     /// ```
     #[track_caller]
     pub fn clamp_min(&self, min: T) -> Result<Tensor<T>> {
-        self.unary(UnaryOp::ClampMin(min))
+        self.unary(ClampMin(min))
     }
 }
