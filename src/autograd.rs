@@ -289,12 +289,15 @@ pub(crate) fn run_backward<T: Float>(root: &Tensor<T>, grad: Tensor<T>) -> Resul
             let grads = state.backward.backward(&g, &state.inputs)?;
             instrument::backward_done(scope, node.name, node.created_at, &g, &grads)?;
             drop(g);
-            debug_assert_eq!(
-                grads.len(),
-                state.inputs.len(),
-                "{}: wrong number of gradients",
-                node.name
-            );
+            if grads.len() != state.inputs.len() {
+                // A bug in the op's Backward, never silently truncated by the zip below.
+                return Err(Error::autograd(format!(
+                    "internal error: backward of `{}` returned {} gradients for {} inputs",
+                    node.name,
+                    grads.len(),
+                    state.inputs.len()
+                )));
+            }
             for (inp, gi) in state.inputs.iter().zip(grads) {
                 let Some(gi) = gi else { continue };
                 if !inp.is_requires_grad() {
@@ -345,6 +348,26 @@ mod tests {
         drop(z);
         assert!(weak_z.upgrade().is_none());
         assert!(x.grad().is_some());
+    }
+
+    /// A Backward that returns one gradient for its two inputs.
+    struct OneTooFew;
+    impl super::Backward<f64> for OneTooFew {
+        fn name(&self) -> &'static str {
+            "one_too_few"
+        }
+        fn backward(&self, g: &Tensor<f64>, _: &[Tensor<f64>]) -> crate::Result<Vec<Option<Tensor<f64>>>> {
+            Ok(vec![Some(g.clone())])
+        }
+    }
+
+    #[test]
+    fn a_backward_returning_the_wrong_number_of_gradients_is_an_err_naming_it() {
+        let a = Tensor::<f64>::ones(&[2], Device::Cpu).unwrap().requires_grad();
+        let b = Tensor::<f64>::ones(&[2], Device::Cpu).unwrap().requires_grad();
+        let out = super::record(a.add(&b).unwrap().detach(), &[&a, &b], OneTooFew).unwrap();
+        let e = out.sum().unwrap().backward().unwrap_err().to_string();
+        assert!(e.contains("`one_too_few` returned 1 gradients for 2 inputs"), "{e}");
     }
 
     #[test]

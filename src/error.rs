@@ -77,6 +77,28 @@ impl Error {
     pub(crate) fn device(msg: impl Into<String>) -> Self {
         Error::Device { msg: msg.into() }
     }
+
+    /// The message of whichever variant this is.
+    fn msg_mut(&mut self) -> &mut String {
+        match self {
+            Error::Shape { msg, .. }
+            | Error::InvalidArgument { msg, .. }
+            | Error::Device { msg }
+            | Error::Autograd { msg }
+            | Error::Gradcheck { msg }
+            | Error::Io { msg, .. }
+            | Error::Anomaly { msg }
+            | Error::OutOfMemory { msg } => msg,
+        }
+    }
+
+    /// The same error (same kind, same op or path) with `note` added to its message: the one way
+    /// the crate says where an error passed through.
+    pub(crate) fn context(mut self, note: impl fmt::Display) -> Self {
+        let m = self.msg_mut();
+        m.push_str(&format!(" ({note})"));
+        self
+    }
 }
 
 impl fmt::Display for Error {

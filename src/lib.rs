@@ -51,6 +51,8 @@ mod rng;
 pub mod serialize;
 pub mod shape;
 mod tensor;
+#[cfg(test)]
+mod test_util;
 pub mod viz;
 
 pub use autograd::no_grad;

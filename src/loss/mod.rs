@@ -226,6 +226,7 @@ impl CosineLoss {
 mod tests {
     use super::*;
     use crate::Device;
+    use crate::test_util::{assert_close, central_difference};
 
     fn t(data: Vec<f64>, shape: &[usize]) -> Tensor<f64> {
         Tensor::from_vec(data, shape, Device::Cpu).unwrap()
@@ -240,20 +241,8 @@ mod tests {
         let x = t(x0.to_vec(), shape).requires_grad();
         f(&x).backward().unwrap();
         let an = x.grad().unwrap().to_vec().unwrap();
-        let h = 1e-6;
-        for i in 0..x0.len() {
-            let (mut a, mut b) = (x0.to_vec(), x0.to_vec());
-            a[i] += h;
-            b[i] -= h;
-            let fa = f(&t(a, shape)).item().unwrap();
-            let fb = f(&t(b, shape)).item().unwrap();
-            let num = (fa - fb) / (2.0 * h);
-            assert!(
-                (an[i] - num).abs() < 1e-7 * (1.0 + num.abs()),
-                "element {i}: analytic {} numeric {num}",
-                an[i]
-            );
-        }
+        let num = central_difference(|v| f(&t(v.to_vec(), shape)).item().unwrap(), x0);
+        assert_close("loss gradient", &an, &num, 1e-7);
     }
 
     /// The seed module's value, written out with plain f64 loops.

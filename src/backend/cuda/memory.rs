@@ -182,15 +182,12 @@ impl Gpu {
                 }
                 other => other,
             }
-            .map_err(|e| match e {
-                Error::OutOfMemory { msg } => Error::OutOfMemory {
-                    msg: format!(
-                        "{msg} (cuda:{}, {len} elements of {} bytes)",
-                        self.ordinal,
-                        size_of::<T>()
-                    ),
-                },
-                e => e,
+            .map_err(|e| {
+                e.context(format!(
+                    "cuda:{}, {len} elements of {} bytes",
+                    self.ordinal,
+                    size_of::<T>()
+                ))
             })?,
         };
         let mut p = self.pool.lock();

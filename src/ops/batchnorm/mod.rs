@@ -284,6 +284,7 @@ impl<T: Float> Tensor<T> {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_util::{assert_close, central_difference};
     use crate::{Device, Tensor};
 
     fn randn(shape: &[usize], seed: u64) -> Tensor<f64> {
@@ -393,7 +394,6 @@ mod tests {
         let (wo, bo) = if affine { (Some(&w), Some(&b)) } else { (None, None) };
         let y = x.batch_norm(Some(&rm), Some(&rv), wo, bo, training, 0.1, 1e-3).unwrap();
         y.backward_with(&t(&gv, shape)).unwrap();
-        let h = 1e-6;
         let mut cases = vec![(0, x.grad().unwrap().to_vec().unwrap())];
         if affine {
             cases.push((1, w.grad().unwrap().to_vec().unwrap()));
@@ -402,19 +402,21 @@ mod tests {
             assert!(w.grad().is_none());
         }
         for (which, got) in cases {
-            for i in 0..got.len() {
-                let mut args = [xv.clone(), wv.clone(), bv.clone()];
-                args[which][i] += h;
-                let lp = loss(&args[0], &args[1], &args[2]);
-                args[which][i] -= 2.0 * h;
-                let lq = loss(&args[0], &args[1], &args[2]);
-                let num = (lp - lq) / (2.0 * h);
-                assert!(
-                    (got[i] - num).abs() < 1e-6 * (1.0 + num.abs()),
-                    "{shape:?} training={training} input {which}[{i}]: analytic {} numeric {num}",
-                    got[i]
-                );
-            }
+            let base = [&xv, &wv, &bv][which];
+            let num = central_difference(
+                |v| {
+                    let mut args = [xv.clone(), wv.clone(), bv.clone()];
+                    args[which] = v.to_vec();
+                    loss(&args[0], &args[1], &args[2])
+                },
+                base,
+            );
+            assert_close(
+                &format!("{shape:?} training={training} input {which}"),
+                &got,
+                &num,
+                1e-6,
+            );
         }
     }
 

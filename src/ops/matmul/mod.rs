@@ -159,6 +159,7 @@ impl<T: Float> Tensor<T> {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_util::{assert_close, central_difference};
     use crate::{Device, Tensor};
 
     fn t(data: Vec<f64>, shape: &[usize]) -> Tensor<f64> {
@@ -177,25 +178,15 @@ mod tests {
 
     /// Central-difference gradient of `sum(w * matmul(a, b))` w.r.t. input `which`.
     fn numeric(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], w: &[f64], which: usize) -> Vec<f64> {
-        let h = 1e-6;
         let loss = |a: &[f64], b: &[f64]| -> f64 {
             let y = t(a.to_vec(), sa).matmul(&t(b.to_vec(), sb)).unwrap().to_vec().unwrap();
             y.iter().zip(w).map(|(y, w)| y * w).sum()
         };
-        let base = if which == 0 { a } else { b };
-        (0..base.len())
-            .map(|i| {
-                let (mut p, mut q) = (base.to_vec(), base.to_vec());
-                p[i] += h;
-                q[i] -= h;
-                let (lp, lq) = if which == 0 {
-                    (loss(&p, b), loss(&q, b))
-                } else {
-                    (loss(a, &p), loss(a, &q))
-                };
-                (lp - lq) / (2.0 * h)
-            })
-            .collect()
+        if which == 0 {
+            central_difference(|p| loss(p, b), a)
+        } else {
+            central_difference(|p| loss(a, p), b)
+        }
     }
 
     fn check_grads(sa: &[usize], sb: &[usize], seed: u64) {
@@ -209,12 +200,12 @@ mod tests {
         let wv = w.to_vec().unwrap();
         for (which, got) in [(0, a.grad().unwrap()), (1, b.grad().unwrap())] {
             let want = numeric(&av, sa, &bv, sb, &wv, which);
-            for (g, e) in got.to_vec().unwrap().iter().zip(&want) {
-                assert!(
-                    (g - e).abs() < 1e-6 * (1.0 + e.abs()),
-                    "{sa:?}x{sb:?} input {which}: {g} vs {e}"
-                );
-            }
+            assert_close(
+                &format!("{sa:?}x{sb:?} input {which}"),
+                &got.to_vec().unwrap(),
+                &want,
+                1e-6,
+            );
         }
     }
 

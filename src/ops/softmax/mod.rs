@@ -104,6 +104,7 @@ impl<T: Float> Tensor<T> {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_util::{assert_close, central_difference};
     use crate::{Device, Tensor};
 
     fn t(data: Vec<f64>, shape: &[usize]) -> Tensor<f64> {
@@ -111,18 +112,6 @@ mod tests {
     }
 
     /// Central-difference gradient of `f` at `x`, with plain loops.
-    fn numgrad(f: impl Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
-        let h = 1e-6;
-        (0..x.len())
-            .map(|i| {
-                let (mut a, mut b) = (x.to_vec(), x.to_vec());
-                a[i] += h;
-                b[i] -= h;
-                (f(&a) - f(&b)) / (2.0 * h)
-            })
-            .collect()
-    }
-
     fn data(n: usize) -> Vec<f64> {
         (0..n).map(|i| ((i * 7 + 3) % 11) as f64 * 0.37 - 1.8).collect()
     }
@@ -176,10 +165,8 @@ mod tests {
                 let (x, l) = loss(&x0);
                 l.backward().unwrap();
                 let an = x.grad().unwrap().to_vec().unwrap();
-                let num = numgrad(|xs| loss(xs).1.item().unwrap(), &x0);
-                for (a, n) in an.iter().zip(&num) {
-                    assert!((a - n).abs() < 1e-7, "log {log} dim {dim}: {an:?} vs {num:?}");
-                }
+                let num = central_difference(|xs| loss(xs).1.item().unwrap(), &x0);
+                assert_close(&format!("log {log} dim {dim}"), &an, &num, 1e-7);
             }
         }
     }
