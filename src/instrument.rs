@@ -91,7 +91,7 @@ fn shapes<T: Float>(ts: &[&Tensor<T>]) -> String {
 }
 
 fn first_bad<T: Float>(t: &Tensor<T>) -> Option<(usize, T)> {
-    let data = t.host().ok()?;
+    let data = t.host_values().ok()?;
     data.iter().position(|v| !v.is_finite()).map(|i| (i, data[i]))
 }
 

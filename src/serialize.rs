@@ -35,7 +35,7 @@
 
 mod json;
 
-use crate::{Device, Error, Float, Result, Tensor};
+use crate::{Error, Float, Result, Tensor};
 use json::Json;
 use std::fs;
 use std::io::Write;
@@ -433,7 +433,7 @@ fn tensor_of<T: Float>(e: &Entry, data: &[u8]) -> Tensor<T> {
     } else {
         floats(b, |c: [u8; 4]| f32::from_le_bytes(c) as f64)
     };
-    Tensor::from_parts(v, e.shape.clone(), Device::Cpu)
+    Tensor::from_cpu(v, e.shape.clone())
 }
 
 /// Decodes safetensors bytes whose tensors all have dtype `T` (`F32` for `f32`, `F64` for

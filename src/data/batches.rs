@@ -5,7 +5,7 @@
 //! `ToTensor`) -> optional normalisation `(x - mean[c]) / std[c]`.
 
 use super::Dataset;
-use crate::{Device, Error, Result, Rng, Tensor};
+use crate::{Error, Result, Rng, Tensor};
 
 fn check_pad(op: &'static str, pad: usize, h: usize, w: usize) -> Result<()> {
     if pad > h.max(w) {
@@ -359,7 +359,7 @@ impl Iterator for Batches<'_> {
         if let Some(n) = &self.norm {
             n.apply_slice(&mut data, h * w);
         }
-        Some((Tensor::from_parts(data, vec![b, c, h, w], Device::Cpu), labels))
+        Some((Tensor::from_cpu(data, vec![b, c, h, w]), labels))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

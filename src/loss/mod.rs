@@ -104,10 +104,10 @@ impl<T: Float> Backward<T> for NllPickBackward {
         cuda => cuda::nll_backward(g, &self.targets, inputs[0].shape())?,
         cpu => {
             let mut dx = vec![T::ZERO; inputs[0].numel()];
-            for (i, (&t, &gi)) in self.targets.iter().zip(g.cpu()?.iter()).enumerate() {
+            for (i, (&t, &gi)) in self.targets.iter().zip(g.values()?.iter()).enumerate() {
                 dx[i * self.classes + t] = -gi;
             }
-            Tensor::from_parts(dx, inputs[0].shape().to_vec(), g.device())
+            Tensor::from_cpu(dx, inputs[0].shape().to_vec())
         });
         Ok(vec![Some(dx)])
     }
@@ -121,10 +121,10 @@ fn nll_pick<T: Float>(logp: &Tensor<T>, targets: &[usize], classes: usize) -> Re
     cuda => cuda::nll_pick(logp, targets, classes)?,
     cpu => {
         let data: Vec<T> = {
-            let lp = logp.cpu()?;
+            let lp = logp.values()?;
             targets.iter().enumerate().map(|(i, &t)| -lp[i * classes + t]).collect()
         };
-        Tensor::from_parts(data, vec![targets.len()], logp.device())
+        Tensor::from_cpu(data, vec![targets.len()])
     });
     record(
         out,

@@ -51,8 +51,8 @@ pub(crate) fn clamp_min_straight_through<T: Float>(x: &Tensor<T>, min: T) -> Res
     let out = on_device!(x.device(),
     cuda => crate::ops::elementwise::cuda::unary(crate::ops::elementwise::unary::ClampMin(min), x)?,
     cpu => {
-        let data: Vec<T> = x.cpu()?.iter().map(|&v| if v < min { min } else { v }).collect();
-        Tensor::from_parts(data, x.shape().to_vec(), x.device())
+        let data: Vec<T> = x.values()?.iter().map(|&v| if v < min { min } else { v }).collect();
+        Tensor::from_cpu(data, x.shape().to_vec())
     });
     record(out, &[x], StraightThroughBackward)
 }

@@ -79,7 +79,7 @@ pub fn clip_grad_norm<T: Float>(params: &[Tensor<T>], max_norm: f64) -> Result<f
     for (_, g) in &grads {
         total_sq += on_device!(g.device(),
             cuda => crate::autograd::no_grad(|| g.mul(g)?.sum()?.item())?.to_f64(),
-            cpu => sum_squares(&g.cpu()?));
+            cpu => sum_squares(&g.values()?));
     }
     let total = total_sq.sqrt();
     let coef = max_norm / (total + 1e-6);
@@ -90,7 +90,7 @@ pub fn clip_grad_norm<T: Float>(params: &[Tensor<T>], max_norm: f64) -> Result<f
             for (p, g) in &grads {
                 let scaled = on_device!(g.device(),
                     cuda => g.mul_scalar(c)?,
-                    cpu => Tensor::from_parts(cpu::map(&g.cpu()?, |v| v * c), g.shape().to_vec(), g.device()));
+                    cpu => Tensor::from_cpu(cpu::map(&g.values()?, |v| v * c), g.shape().to_vec()));
                 p.set_grad(Some(scaled));
             }
             Ok(())

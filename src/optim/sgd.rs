@@ -340,7 +340,7 @@ impl<T: Float> Sgd<T> {
                     owned = g.to_vec()?;
                     &owned
                 } else {
-                    guard = g.cpu()?;
+                    guard = g.values()?;
                     &guard
                 };
                 let mom = if use_momentum {

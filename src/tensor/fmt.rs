@@ -49,7 +49,7 @@ fn write_values<T: Float>(
 impl<T: Float> fmt::Display for Tensor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "tensor(")?;
-        match self.host() {
+        match self.host_values() {
             Ok(data) => write_values(f, &data, self.shape(), self.numel() > SUMMARIZE_ABOVE, 7)?,
             Err(_) => write!(f, "<on {}>", self.device())?,
         }

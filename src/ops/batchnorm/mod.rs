@@ -85,7 +85,7 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
         let sums = if need_w || need_b || (need_x && self.training) {
             on_device!(g.device(),
                 cuda => cuda::grad_sums(x, g, d, &self.mean, &self.invstd)?,
-                cpu => cpu::grad_sums(d, &x.cpu()?, &g.cpu()?, &self.mean, &self.invstd))
+                cpu => cpu::grad_sums(d, &x.values()?, &g.values()?, &self.mean, &self.invstd))
         } else {
             Vec::new()
         };
@@ -98,14 +98,14 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
             Some(on_device!(g.device(),
             cuda => cuda::grad_input(x, g, d, &self.mean, &self.invstd, &k, coefs.as_deref())?,
             cpu => {
-                let data = cpu::grad_input(d, &x.cpu()?, &g.cpu()?, &self.mean, &self.invstd, &k, coefs.as_deref());
-                Tensor::from_parts(data, x_in.shape().to_vec(), g.device())
+                let data = cpu::grad_input(d, &x.values()?, &g.values()?, &self.mean, &self.invstd, &k, coefs.as_deref());
+                Tensor::from_cpu(data, x_in.shape().to_vec())
             }))
         } else {
             None
         };
         let dev = g.device();
-        let per_channel = |f: fn(&(T, T)) -> T| Tensor::from_host(sums.iter().map(f).collect(), vec![d.c], dev);
+        let per_channel = |f: fn(&(T, T)) -> T| Tensor::from_vec(sums.iter().map(f).collect(), &[d.c], dev);
         let mut grads = vec![dx];
         if self.has_weight {
             grads.push(if need_w { Some(per_channel(|s| s.1)?) } else { None });
@@ -217,7 +217,7 @@ impl<T: Float> Tensor<T> {
         let (mean, invstd, var_unbiased) = if training {
             let stats = on_device!(self.device(),
                 cuda => cuda::channel_stats(self, d)?,
-                cpu => cpu::channel_stats(d, &self.cpu()?));
+                cpu => cpu::channel_stats(d, &self.values()?));
             let (mt, m1) = (T::from_usize(m), T::from_usize(m.saturating_sub(1)));
             let mean: Vec<T> = stats.iter().map(|s| s.0).collect();
             let invstd: Vec<T> = stats.iter().map(|s| invstd_of(s.1 / mt)).collect();
@@ -245,7 +245,7 @@ impl<T: Float> Tensor<T> {
         };
         let out = on_device!(self.device(),
             cuda => cuda::normalize(self, d, &mean, &scale, &shift)?,
-            cpu => Tensor::from_parts(cpu::normalize(d, &self.cpu()?, &mean, &scale, &shift), shape.to_vec(), self.device()));
+            cpu => Tensor::from_cpu(cpu::normalize(d, &self.values()?, &mean, &scale, &shift), shape.to_vec()));
 
         let mut inputs: Vec<&Tensor<T>> = vec![self];
         inputs.extend(weight);

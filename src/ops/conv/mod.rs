@@ -44,11 +44,10 @@ impl<T: Float> Backward<T> for Conv2dBackward<T> {
         let (dx, dw) = on_device!(g.device(),
         cuda => cuda::backward(x, w, g, &self.p, need_dx, need_dw)?,
         cpu => {
-            let (dx, dw) = cpu::backward(&x.cpu()?, &w.cpu()?, &g.cpu()?, &self.p, need_dx, need_dw);
-            let dev = g.device();
+            let (dx, dw) = cpu::backward(&x.values()?, &w.values()?, &g.values()?, &self.p, need_dx, need_dw);
             (
-                dx.map(|d| Tensor::from_parts(d, x.shape().to_vec(), dev)),
-                dw.map(|d| Tensor::from_parts(d, w.shape().to_vec(), dev)),
+                dx.map(|d| Tensor::from_cpu(d, x.shape().to_vec())),
+                dw.map(|d| Tensor::from_cpu(d, w.shape().to_vec())),
             )
         });
         let mut grads = vec![dx, dw];
@@ -163,10 +162,10 @@ impl<T: Float> Tensor<T> {
         cuda => cuda::forward(self, weight, bias, &p)?,
         cpu => {
             let data = {
-                let bias_data = bias.map(|b| b.cpu()).transpose()?;
-                cpu::forward(&self.cpu()?, &weight.cpu()?, bias_data.as_deref(), &p)
+                let bias_data = bias.map(|b| b.values()).transpose()?;
+                cpu::forward(&self.values()?, &weight.values()?, bias_data.as_deref(), &p)
             };
-            Tensor::from_parts(data, vec![p.n, p.o, oh, ow], self.device())
+            Tensor::from_cpu(data, vec![p.n, p.o, oh, ow])
         });
         let bw = Conv2dBackward {
             x: Saved::new(self),

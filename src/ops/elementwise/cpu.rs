@@ -84,10 +84,10 @@ pub(super) fn binary<T: Float>(
 pub(super) fn div_rhs_grad<T: Float>(g: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
     // q = a / b over the broadcast shape, then -g * q / b.
     let shape = g.shape().to_vec();
-    let q = broadcast_zip(&a.cpu()?, a.shape(), &b.cpu()?, b.shape(), &shape, |x, y| x / y);
-    let gq = zip_map(&g.cpu()?, &q, |g, q| -g * q);
-    let data = broadcast_zip(&gq, &shape, &b.cpu()?, b.shape(), &shape, |x, y| x / y);
-    Ok(Tensor::from_parts(data, shape, g.device()))
+    let q = broadcast_zip(&a.values()?, a.shape(), &b.values()?, b.shape(), &shape, |x, y| x / y);
+    let gq = zip_map(&g.values()?, &q, |g, q| -g * q);
+    let data = broadcast_zip(&gq, &shape, &b.values()?, b.shape(), &shape, |x, y| x / y);
+    Ok(Tensor::from_cpu(data, shape))
 }
 
 /// `f(x)` elementwise: one loop compiled for `O` alone (no match inside it), so it vectorises.

@@ -111,11 +111,11 @@ impl<T: Float, O: UnaryOp<T>> Backward<T> for UnaryBackward<T, O> {
         cuda => cuda::unary_backward(self.op, v, g)?,
         cpu => {
             let v = match v {
-                Some(v) => Some(v.cpu()?),
+                Some(v) => Some(v.values()?),
                 None => None,
             };
-            let data = cpu::unary_backward(self.op, v.as_deref(), &g.cpu()?);
-            Tensor::from_parts(data, g.shape().to_vec(), g.device())
+            let data = cpu::unary_backward(self.op, v.as_deref(), &g.values()?);
+            Tensor::from_cpu(data, g.shape().to_vec())
         });
         Ok(vec![Some(dx)])
     }
@@ -129,8 +129,8 @@ impl<T: Float> Tensor<T> {
         let out = on_device!(self.device(),
         cuda => cuda::binary(op, self, other, &shape)?,
         cpu => {
-            let data = cpu::binary(op, &self.cpu()?, self.shape(), &other.cpu()?, other.shape(), &shape);
-            Tensor::from_parts(data, shape, self.device())
+            let data = cpu::binary(op, &self.values()?, self.shape(), &other.values()?, other.shape(), &shape);
+            Tensor::from_cpu(data, shape)
         });
         let keep = matches!(op, BinaryOp::Mul | BinaryOp::Div);
         let bw = BinaryBackward {
@@ -145,7 +145,7 @@ impl<T: Float> Tensor<T> {
     fn unary<O: UnaryOp<T>>(&self, op: O) -> Result<Tensor<T>> {
         let out = on_device!(self.device(),
             cuda => cuda::unary(op, self)?,
-            cpu => Tensor::from_parts(cpu::unary(op, &self.cpu()?), self.shape().to_vec(), self.device()));
+            cpu => Tensor::from_cpu(cpu::unary(op, &self.values()?), self.shape().to_vec()));
         let saved = match O::SAVES {
             Saves::Input => Some(Saved::new(self)),
             Saves::Output => Some(Saved::new(&out.detach())),

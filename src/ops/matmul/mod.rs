@@ -46,8 +46,8 @@ impl<T: Float> Backward<T> for MatmulBackward<T> {
                 Some(on_device!(g.device(),
                 cuda => cuda::grad_a(self.dims, g, b, a_in.shape())?,
                 cpu => {
-                    let data = cpu::grad_a(self.dims, &g.cpu()?, &b.cpu()?);
-                    Tensor::from_parts(data, a_in.shape().to_vec(), g.device())
+                    let data = cpu::grad_a(self.dims, &g.values()?, &b.values()?);
+                    Tensor::from_cpu(data, a_in.shape().to_vec())
                 }))
             }
             _ => None,
@@ -58,8 +58,8 @@ impl<T: Float> Backward<T> for MatmulBackward<T> {
                 Some(on_device!(g.device(),
                 cuda => cuda::grad_b(self.dims, a, g, b_in.shape())?,
                 cpu => {
-                    let data = cpu::grad_b(self.dims, &a.cpu()?, &g.cpu()?);
-                    Tensor::from_parts(data, b_in.shape().to_vec(), g.device())
+                    let data = cpu::grad_b(self.dims, &a.values()?, &g.values()?);
+                    Tensor::from_cpu(data, b_in.shape().to_vec())
                 }))
             }
             _ => None,
@@ -147,7 +147,7 @@ impl<T: Float> Tensor<T> {
         };
         let out = on_device!(self.device(),
             cuda => cuda::forward(dims, self, other, &out_shape)?,
-            cpu => Tensor::from_parts(cpu::forward(dims, &self.cpu()?, &other.cpu()?), out_shape, self.device()));
+            cpu => Tensor::from_cpu(cpu::forward(dims, &self.values()?, &other.values()?), out_shape));
         let bw = MatmulBackward {
             dims,
             b: self.is_requires_grad().then(|| Saved::new(other)),

@@ -69,7 +69,7 @@ impl<T: Float> Backward<T> for PoolBackward {
             Tensor::from_dev(buf, shape)
         },
         cpu => {
-            let g = g.cpu()?;
+            let g = g.values()?;
             let data = match &self.kind {
                 PoolKind::Max(Argmax::Host(idx)) => cpu::max_pool_backward(&g, idx, &self.p),
                 #[cfg(feature = "cuda")]
@@ -77,7 +77,7 @@ impl<T: Float> Backward<T> for PoolBackward {
                 PoolKind::Avg => cpu::avg_pool_backward(&g, &self.p, false),
                 PoolKind::Adaptive => cpu::avg_pool_backward(&g, &self.p, true),
             };
-            Tensor::from_parts(data, shape, inputs[0].device())
+            Tensor::from_cpu(data, shape)
         });
         Ok(vec![Some(dx)])
     }
@@ -166,8 +166,8 @@ impl<T: Float> Tensor<T> {
             (Tensor::from_dev(y, shape), Argmax::Dev(idx))
         },
         cpu => {
-            let (data, idx) = cpu::max_pool(&self.cpu()?, &p);
-            (Tensor::from_parts(data, shape, self.device()), Argmax::Host(idx))
+            let (data, idx) = cpu::max_pool(&self.values()?, &p);
+            (Tensor::from_cpu(data, shape), Argmax::Host(idx))
         });
         self.finish_pool(out, p, PoolKind::Max(argmax))
     }
@@ -193,7 +193,7 @@ impl<T: Float> Tensor<T> {
         let shape = self.pooled_shape(&p);
         let out = on_device!(self.device(),
             cuda => Tensor::from_dev(cuda::avg_pool(self, &p, false)?, shape),
-            cpu => Tensor::from_parts(cpu::avg_pool(&self.cpu()?, &p, false), shape, self.device()));
+            cpu => Tensor::from_cpu(cpu::avg_pool(&self.values()?, &p, false), shape));
         self.finish_pool(out, p, PoolKind::Avg)
     }
 
@@ -241,7 +241,7 @@ impl<T: Float> Tensor<T> {
         let shape = self.pooled_shape(&p);
         let out = on_device!(self.device(),
             cuda => Tensor::from_dev(cuda::avg_pool(self, &p, true)?, shape),
-            cpu => Tensor::from_parts(cpu::avg_pool(&self.cpu()?, &p, true), shape, self.device()));
+            cpu => Tensor::from_cpu(cpu::avg_pool(&self.values()?, &p, true), shape));
         self.finish_pool(out, p, PoolKind::Adaptive)
     }
 }

@@ -84,10 +84,10 @@ impl<T: Float> Backward<T> for MaxBackward {
         cuda => cuda::scatter(g, &self.argmax, inputs[0].shape())?,
         cpu => {
             let mut dx = vec![T::ZERO; inputs[0].numel()];
-            for (&i, &gv) in self.argmax.iter().zip(g.cpu()?.iter()) {
+            for (&i, &gv) in self.argmax.iter().zip(g.values()?.iter()) {
                 dx[i] += gv;
             }
-            Tensor::from_parts(dx, inputs[0].shape().to_vec(), g.device())
+            Tensor::from_cpu(dx, inputs[0].shape().to_vec())
         });
         Ok(vec![Some(dx)])
     }
@@ -108,8 +108,8 @@ impl<T: Float> Backward<T> for NormBackward<T> {
         let dx = on_device!(g.device(),
         cuda => cuda::norm_backward(x, self.dim, n, g)?,
         cpu => {
-            let dx = cpu::norm_backward(&x.cpu()?, x.shape(), self.dim, &n.cpu()?, &g.cpu()?);
-            Tensor::from_parts(dx, x.shape().to_vec(), x.device())
+            let dx = cpu::norm_backward(&x.values()?, x.shape(), self.dim, &n.values()?, &g.values()?);
+            Tensor::from_cpu(dx, x.shape().to_vec())
         });
         Ok(vec![Some(dx)])
     }
@@ -135,13 +135,13 @@ impl<T: Float> Tensor<T> {
         let out = on_device!(self.device(),
         cuda => cuda::sum_dims(self, &mask, T::from_f64(scale), &shape)?,
         cpu => {
-            let mut data = cpu::sum_dims(&self.cpu()?, self.shape(), &mask);
+            let mut data = cpu::sum_dims(&self.values()?, self.shape(), &mask);
             if mean {
                 let s = T::from_f64(scale);
                 // count = 0 gives NaN (0 * inf), as PyTorch's mean of an empty tensor.
                 data.iter_mut().for_each(|v| *v *= s);
             }
-            Tensor::from_parts(data, shape, self.device())
+            Tensor::from_cpu(data, shape)
         });
         record(out, &[self], SumBackward { scale, kept, name })
     }
@@ -231,8 +231,8 @@ impl<T: Float> Tensor<T> {
         let (out, argmax) = on_device!(self.device(),
         cuda => cuda::max_dim(self, dim, &shape)?,
         cpu => {
-            let (values, argmax) = cpu::max_dim(&self.cpu()?, self.shape(), dim);
-            (Tensor::from_parts(values, shape, self.device()), argmax)
+            let (values, argmax) = cpu::max_dim(&self.values()?, self.shape(), dim);
+            (Tensor::from_cpu(values, shape), argmax)
         });
         record(out, &[self], MaxBackward { argmax })
     }
@@ -257,7 +257,7 @@ impl<T: Float> Tensor<T> {
         }
         let flat = on_device!(self.device(),
             cuda => cuda::max_dim(self, dim, &[self.numel() / self.shape()[dim]])?.1,
-            cpu => cpu::max_dim(&self.cpu()?, self.shape(), dim).1);
+            cpu => cpu::max_dim(&self.values()?, self.shape(), dim).1);
         let (_, size, inner) = crate::shape::split_at_dim(self.shape(), dim);
         Ok(flat.into_iter().map(|f| f / inner % size).collect())
     }
@@ -319,7 +319,7 @@ impl<T: Float> Tensor<T> {
         };
         let norm = on_device!(self.device(),
             cuda => cuda::norm_dim(self, dim, &kept)?,
-            cpu => Tensor::from_parts(cpu::norm_dim(&self.cpu()?, self.shape(), dim), kept, self.device()));
+            cpu => Tensor::from_cpu(cpu::norm_dim(&self.values()?, self.shape(), dim), kept));
         let out = if keepdim {
             norm.clone()
         } else {

@@ -136,7 +136,7 @@ impl<T: Float> Tensor<T> {
         let shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
         let out = on_device!(self.device(),
             cuda => cuda::permute(self, perm)?,
-            cpu => Tensor::from_parts(cpu::permute(&self.cpu()?, self.shape(), perm), shape, self.device()));
+            cpu => Tensor::from_cpu(cpu::permute(&self.values()?, self.shape(), perm), shape));
         let mut inverse = vec![0; rank];
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
@@ -180,7 +180,7 @@ impl<T: Float> Tensor<T> {
         }
         let out = on_device!(self.device(),
             cuda => cuda::expand(self, shape)?,
-            cpu => Tensor::from_parts(cpu::expand(&self.cpu()?, self.shape(), shape), shape.to_vec(), self.device()));
+            cpu => Tensor::from_cpu(cpu::expand(&self.values()?, self.shape(), shape), shape.to_vec()));
         record(out, &[self], ExpandBackward)
     }
 }

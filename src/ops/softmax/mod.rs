@@ -42,7 +42,7 @@ impl<T: Float> Backward<T> for SoftmaxBackward<T> {
         let y = self.y.get(self.name())?;
         let dx = on_device!(g.device(),
             cuda => cuda::backward(y, g, self.p)?,
-            cpu => Tensor::from_parts(cpu::backward(&y.cpu()?, &g.cpu()?, self.p), g.shape().to_vec(), g.device()));
+            cpu => Tensor::from_cpu(cpu::backward(&y.values()?, &g.values()?, self.p), g.shape().to_vec()));
         Ok(vec![Some(dx)])
     }
 }
@@ -66,7 +66,7 @@ impl<T: Float> Tensor<T> {
         };
         let out = on_device!(self.device(),
             cuda => cuda::forward(self, p)?,
-            cpu => Tensor::from_parts(cpu::forward(&self.cpu()?, p), self.shape().to_vec(), self.device()));
+            cpu => Tensor::from_cpu(cpu::forward(&self.values()?, p), self.shape().to_vec()));
         record(out.clone(), &[self], SoftmaxBackward { y: Saved::new(&out), p })
     }
 
