@@ -74,6 +74,18 @@ struct Downsample<T: Float> {
 }
 
 impl<T: Float> Downsample<T> {
+    /// The shortcut a block from `cin` to `cout` channels at `stride` needs: a projection when
+    /// the shape changes, `None` (identity) otherwise.
+    fn if_needed(cin: usize, cout: usize, stride: usize, rng: &mut Rng, device: Device) -> Result<Option<Self>> {
+        if stride == 1 && cin == cout {
+            return Ok(None);
+        }
+        Ok(Some(Downsample {
+            conv: conv(cin, cout, 1, stride, rng, device)?,
+            bn: BatchNorm2d::new(cout, device)?,
+        }))
+    }
+
     fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
         self.bn.forward(&self.conv.forward(x)?)
     }
@@ -87,143 +99,125 @@ impl<T: Float> Downsample<T> {
     }
 }
 
-/// Two 3x3 convs with batch norm and a residual connection (expansion 1).
+/// Two 3x3 convs with batch norm and a residual connection (expansion 1):
+/// `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`.
 pub struct BasicBlock<T: Float = f32> {
-    convs: Vec<Conv2d<T>>,
-    bns: Vec<BatchNorm2d<T>>,
+    conv1: Conv2d<T>,
+    bn1: BatchNorm2d<T>,
+    conv2: Conv2d<T>,
+    bn2: BatchNorm2d<T>,
+    /// The projection shortcut where the shape changes; identity otherwise.
     downsample: Option<Downsample<T>>,
-}
-
-/// Three convs 1x1 → 3x3 (stride here, as torchvision v1.5) → 1x1 with 4x expansion.
-pub struct Bottleneck<T: Float = f32> {
-    convs: Vec<Conv2d<T>>,
-    bns: Vec<BatchNorm2d<T>>,
-    downsample: Option<Downsample<T>>,
-}
-
-/// The shared body of both block kinds: conv-bn(-relu) chain, shortcut, add, relu.
-fn block_forward<T: Float>(
-    convs: &[Conv2d<T>],
-    bns: &[BatchNorm2d<T>],
-    downsample: &Option<Downsample<T>>,
-    x: &Tensor<T>,
-) -> Result<Tensor<T>> {
-    let mut h = x.clone();
-    for (i, (c, b)) in convs.iter().zip(bns).enumerate() {
-        h = b.forward(&c.forward(&h)?)?;
-        if i + 1 < convs.len() {
-            h = h.relu()?;
-        }
-    }
-    let shortcut = match downsample {
-        Some(d) => d.forward(x)?,
-        None => x.clone(),
-    };
-    h.add(&shortcut)?.relu()
-}
-
-fn block_params<T: Float>(
-    convs: &[Conv2d<T>],
-    bns: &[BatchNorm2d<T>],
-    ds: &Option<Downsample<T>>,
-) -> Vec<(String, Tensor<T>)> {
-    let mut v = Vec::new();
-    for (i, (c, b)) in convs.iter().zip(bns).enumerate() {
-        v.extend(prefixed(&format!("conv{}", i + 1), c.named_parameters()));
-        v.extend(prefixed(&format!("bn{}", i + 1), b.named_parameters()));
-    }
-    if let Some(d) = ds {
-        v.extend(d.named_parameters());
-    }
-    v
-}
-
-fn block_buffers<T: Float>(bns: &[BatchNorm2d<T>], ds: &Option<Downsample<T>>) -> Vec<(String, Tensor<T>)> {
-    let mut v = Vec::new();
-    for (i, b) in bns.iter().enumerate() {
-        v.extend(prefixed(&format!("bn{}", i + 1), b.buffers()));
-    }
-    if let Some(d) = ds {
-        v.extend(d.buffers());
-    }
-    v
-}
-
-fn set_block_training<T: Float>(bns: &mut [BatchNorm2d<T>], ds: &mut Option<Downsample<T>>, t: bool) {
-    bns.iter_mut().for_each(|b| b.set_training(t));
-    if let Some(d) = ds {
-        d.bn.set_training(t);
-    }
-}
-
-fn make_downsample<T: Float>(
-    cin: usize,
-    cout: usize,
-    stride: usize,
-    rng: &mut Rng,
-    device: Device,
-) -> Result<Option<Downsample<T>>> {
-    Ok(if stride != 1 || cin != cout {
-        Some(Downsample {
-            conv: conv(cin, cout, 1, stride, rng, device)?,
-            bn: BatchNorm2d::new(cout, device)?,
-        })
-    } else {
-        None
-    })
 }
 
 impl<T: Float> BasicBlock<T> {
     /// A block from `cin` to `planes` channels; a projection shortcut when the shape changes.
     pub fn new(cin: usize, planes: usize, stride: usize, rng: &mut Rng, device: Device) -> Result<Self> {
-        let convs = vec![
-            conv(cin, planes, 3, stride, rng, device)?,
-            conv(planes, planes, 3, 1, rng, device)?,
-        ];
-        let bns = vec![BatchNorm2d::new(planes, device)?, BatchNorm2d::new(planes, device)?];
-        let downsample = make_downsample(cin, planes, stride, rng, device)?;
-        Ok(BasicBlock { convs, bns, downsample })
+        // Initialisation order (conv1, conv2, shortcut) fixes which random numbers each gets.
+        Ok(BasicBlock {
+            conv1: conv(cin, planes, 3, stride, rng, device)?,
+            bn1: BatchNorm2d::new(planes, device)?,
+            conv2: conv(planes, planes, 3, 1, rng, device)?,
+            bn2: BatchNorm2d::new(planes, device)?,
+            downsample: Downsample::if_needed(cin, planes, stride, rng, device)?,
+        })
     }
+}
+
+impl<T: Float> Module<T> for BasicBlock<T> {
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        let h = self.bn1.forward(&self.conv1.forward(x)?)?.relu()?;
+        let h = self.bn2.forward(&self.conv2.forward(&h)?)?;
+        let shortcut = match &self.downsample {
+            Some(d) => d.forward(x)?,
+            None => x.clone(),
+        };
+        h.add(&shortcut)?.relu()
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
+        let mut v = prefixed("conv1", self.conv1.named_parameters());
+        v.extend(prefixed("bn1", self.bn1.named_parameters()));
+        v.extend(prefixed("conv2", self.conv2.named_parameters()));
+        v.extend(prefixed("bn2", self.bn2.named_parameters()));
+        v.extend(self.downsample.iter().flat_map(|d| d.named_parameters()));
+        v
+    }
+    fn buffers(&self) -> Vec<(String, Tensor<T>)> {
+        let mut v = prefixed("bn1", self.bn1.buffers());
+        v.extend(prefixed("bn2", self.bn2.buffers()));
+        v.extend(self.downsample.iter().flat_map(|d| d.buffers()));
+        v
+    }
+    fn set_training(&mut self, t: bool) {
+        self.bn1.set_training(t);
+        self.bn2.set_training(t);
+        self.downsample.iter_mut().for_each(|d| d.bn.set_training(t));
+    }
+}
+
+/// Three convs 1x1 → 3x3 (stride here, as torchvision v1.5) → 1x1 with 4x expansion:
+/// `relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x))`.
+pub struct Bottleneck<T: Float = f32> {
+    conv1: Conv2d<T>,
+    bn1: BatchNorm2d<T>,
+    conv2: Conv2d<T>,
+    bn2: BatchNorm2d<T>,
+    conv3: Conv2d<T>,
+    bn3: BatchNorm2d<T>,
+    /// The projection shortcut where the shape changes; identity otherwise.
+    downsample: Option<Downsample<T>>,
 }
 
 impl<T: Float> Bottleneck<T> {
     /// A block from `cin` to `4 * planes` channels.
     pub fn new(cin: usize, planes: usize, stride: usize, rng: &mut Rng, device: Device) -> Result<Self> {
-        let convs = vec![
-            conv(cin, planes, 1, 1, rng, device)?,
-            conv(planes, planes, 3, stride, rng, device)?,
-            conv(planes, planes * 4, 1, 1, rng, device)?,
-        ];
-        let bns = vec![
-            BatchNorm2d::new(planes, device)?,
-            BatchNorm2d::new(planes, device)?,
-            BatchNorm2d::new(planes * 4, device)?,
-        ];
-        let downsample = make_downsample(cin, planes * 4, stride, rng, device)?;
-        Ok(Bottleneck { convs, bns, downsample })
+        Ok(Bottleneck {
+            conv1: conv(cin, planes, 1, 1, rng, device)?,
+            bn1: BatchNorm2d::new(planes, device)?,
+            conv2: conv(planes, planes, 3, stride, rng, device)?,
+            bn2: BatchNorm2d::new(planes, device)?,
+            conv3: conv(planes, planes * 4, 1, 1, rng, device)?,
+            bn3: BatchNorm2d::new(planes * 4, device)?,
+            downsample: Downsample::if_needed(cin, planes * 4, stride, rng, device)?,
+        })
     }
 }
 
-macro_rules! impl_block_module {
-    ($ty:ident) => {
-        impl<T: Float> Module<T> for $ty<T> {
-            fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
-                block_forward(&self.convs, &self.bns, &self.downsample, x)
-            }
-            fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
-                block_params(&self.convs, &self.bns, &self.downsample)
-            }
-            fn buffers(&self) -> Vec<(String, Tensor<T>)> {
-                block_buffers(&self.bns, &self.downsample)
-            }
-            fn set_training(&mut self, t: bool) {
-                set_block_training(&mut self.bns, &mut self.downsample, t)
-            }
-        }
-    };
+impl<T: Float> Module<T> for Bottleneck<T> {
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        let h = self.bn1.forward(&self.conv1.forward(x)?)?.relu()?;
+        let h = self.bn2.forward(&self.conv2.forward(&h)?)?.relu()?;
+        let h = self.bn3.forward(&self.conv3.forward(&h)?)?;
+        let shortcut = match &self.downsample {
+            Some(d) => d.forward(x)?,
+            None => x.clone(),
+        };
+        h.add(&shortcut)?.relu()
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
+        let mut v = prefixed("conv1", self.conv1.named_parameters());
+        v.extend(prefixed("bn1", self.bn1.named_parameters()));
+        v.extend(prefixed("conv2", self.conv2.named_parameters()));
+        v.extend(prefixed("bn2", self.bn2.named_parameters()));
+        v.extend(prefixed("conv3", self.conv3.named_parameters()));
+        v.extend(prefixed("bn3", self.bn3.named_parameters()));
+        v.extend(self.downsample.iter().flat_map(|d| d.named_parameters()));
+        v
+    }
+    fn buffers(&self) -> Vec<(String, Tensor<T>)> {
+        let mut v = prefixed("bn1", self.bn1.buffers());
+        v.extend(prefixed("bn2", self.bn2.buffers()));
+        v.extend(prefixed("bn3", self.bn3.buffers()));
+        v.extend(self.downsample.iter().flat_map(|d| d.buffers()));
+        v
+    }
+    fn set_training(&mut self, t: bool) {
+        self.bn1.set_training(t);
+        self.bn2.set_training(t);
+        self.bn3.set_training(t);
+        self.downsample.iter_mut().for_each(|d| d.bn.set_training(t));
+    }
 }
-impl_block_module!(BasicBlock);
-impl_block_module!(Bottleneck);
 
 /// A ResNet: stem (conv-bn-relu, optional max-pool), stages of blocks named `layer1..`,
 /// global average pool, and the classifier `fc`.
@@ -294,18 +288,25 @@ enum BlockKind {
     Bottleneck,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build<T: Float>(
-    kind: BlockKind,
-    blocks: &[usize],
-    widths: &[usize],
-    strides: &[usize],
-    stem_width: usize,
-    stem: (usize, usize, bool),
-    in_channels: usize,
-    num_classes: usize,
-    seed: u64,
-) -> Result<ResNet<T>> {
+/// The stem: one conv-bn-relu, optionally followed by a 3x3/s2 max-pool.
+struct Stem {
+    width: usize,
+    kernel: usize,
+    stride: usize,
+    maxpool: bool,
+}
+
+/// Everything that distinguishes one ResNet from another: the stem and, per stage, how many
+/// blocks, how wide (`planes`; a Bottleneck outputs 4x) and the first block's stride.
+struct Layout {
+    block: BlockKind,
+    stem: Stem,
+    blocks: Vec<usize>,
+    widths: Vec<usize>,
+    strides: Vec<usize>,
+}
+
+fn build<T: Float>(layout: &Layout, in_channels: usize, num_classes: usize, seed: u64) -> Result<ResNet<T>> {
     if in_channels == 0 || num_classes == 0 {
         return Err(Error::invalid(
             "resnet",
@@ -314,20 +315,20 @@ fn build<T: Float>(
     }
     let device = Device::Cpu;
     let mut rng = Rng::new(seed);
-    let (k, s, maxpool) = stem;
-    let conv1 = conv(in_channels, stem_width, k, s, &mut rng, device)?;
-    let bn1 = BatchNorm2d::new(stem_width, device)?;
-    let expansion = match kind {
+    let stem = &layout.stem;
+    let conv1 = conv(in_channels, stem.width, stem.kernel, stem.stride, &mut rng, device)?;
+    let bn1 = BatchNorm2d::new(stem.width, device)?;
+    let expansion = match layout.block {
         BlockKind::Basic => 1,
         BlockKind::Bottleneck => 4,
     };
-    let mut cin = stem_width;
+    let mut cin = stem.width;
     let mut layers = Vec::new();
-    for ((&n, &w), &st) in blocks.iter().zip(widths).zip(strides) {
+    for ((&n, &w), &first_stride) in layout.blocks.iter().zip(&layout.widths).zip(&layout.strides) {
         let mut stage: Vec<Box<dyn Module<T>>> = Vec::new();
         for i in 0..n {
-            let stride = if i == 0 { st } else { 1 };
-            stage.push(match kind {
+            let stride = if i == 0 { first_stride } else { 1 };
+            stage.push(match layout.block {
                 BlockKind::Basic => Box::new(BasicBlock::new(cin, w, stride, &mut rng, device)?),
                 BlockKind::Bottleneck => Box::new(Bottleneck::new(cin, w, stride, &mut rng, device)?),
             });
@@ -339,45 +340,54 @@ fn build<T: Float>(
     Ok(ResNet {
         conv1,
         bn1,
-        maxpool,
+        maxpool: stem.maxpool,
         layers,
         fc,
         feature_dim: cin,
     })
 }
 
-fn imagenet<T: Float>(kind: BlockKind, blocks: &[usize], cfg: &ResNetConfig) -> Result<ResNet<T>> {
+/// torchvision's ImageNet layout: a 7x7/s2 stem with max-pool (or a 3x3/s1 stem for small
+/// inputs), four stages 64-128-256-512 wide with strides 1-2-2-2.
+fn imagenet<T: Float>(block: BlockKind, blocks: [usize; 4], cfg: &ResNetConfig) -> Result<ResNet<T>> {
     let stem = if cfg.small_input_stem {
-        (3, 1, false)
+        Stem {
+            width: 64,
+            kernel: 3,
+            stride: 1,
+            maxpool: false,
+        }
     } else {
-        (7, 2, true)
+        Stem {
+            width: 64,
+            kernel: 7,
+            stride: 2,
+            maxpool: true,
+        }
     };
-    build(
-        kind,
-        blocks,
-        &[64, 128, 256, 512],
-        &[1, 2, 2, 2],
-        64,
+    let layout = Layout {
+        block,
         stem,
-        cfg.in_channels,
-        cfg.num_classes,
-        cfg.seed,
-    )
+        blocks: blocks.to_vec(),
+        widths: vec![64, 128, 256, 512],
+        strides: vec![1, 2, 2, 2],
+    };
+    build(&layout, cfg.in_channels, cfg.num_classes, cfg.seed)
 }
 
 /// ResNet-18 (BasicBlocks 2-2-2-2); 11,689,512 parameters at 3 input channels, 1000 classes.
 pub fn resnet18<T: Float>(cfg: &ResNetConfig) -> Result<ResNet<T>> {
-    imagenet(BlockKind::Basic, &[2, 2, 2, 2], cfg)
+    imagenet(BlockKind::Basic, [2, 2, 2, 2], cfg)
 }
 
 /// ResNet-34 (BasicBlocks 3-4-6-3).
 pub fn resnet34<T: Float>(cfg: &ResNetConfig) -> Result<ResNet<T>> {
-    imagenet(BlockKind::Basic, &[3, 4, 6, 3], cfg)
+    imagenet(BlockKind::Basic, [3, 4, 6, 3], cfg)
 }
 
 /// ResNet-50 (Bottlenecks 3-4-6-3); 25,557,032 parameters at 3 input channels, 1000 classes.
 pub fn resnet50<T: Float>(cfg: &ResNetConfig) -> Result<ResNet<T>> {
-    imagenet(BlockKind::Bottleneck, &[3, 4, 6, 3], cfg)
+    imagenet(BlockKind::Bottleneck, [3, 4, 6, 3], cfg)
 }
 
 /// The CIFAR ResNet of He et al. (2016): a 3x3 stem, three stages of n BasicBlocks with
@@ -395,15 +405,17 @@ pub fn cifar_resnet<T: Float>(depth: usize, cfg: &CifarResNetConfig) -> Result<R
     }
     let n = (depth - 2) / 6;
     let w = cfg.width;
-    build(
-        BlockKind::Basic,
-        &[n, n, n],
-        &[16 * w, 32 * w, 64 * w],
-        &[1, 2, 2],
-        16 * w,
-        (3, 1, false),
-        cfg.in_channels,
-        cfg.num_classes,
-        cfg.seed,
-    )
+    let layout = Layout {
+        block: BlockKind::Basic,
+        stem: Stem {
+            width: 16 * w,
+            kernel: 3,
+            stride: 1,
+            maxpool: false,
+        },
+        blocks: vec![n, n, n],
+        widths: vec![16 * w, 32 * w, 64 * w],
+        strides: vec![1, 2, 2],
+    };
+    build(&layout, cfg.in_channels, cfg.num_classes, cfg.seed)
 }
