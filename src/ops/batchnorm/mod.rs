@@ -178,6 +178,72 @@ impl<T: Float> Tensor<T> {
         momentum: f64,
         eps: f64,
     ) -> Result<Tensor<T>> {
+        let d = self.check_batch_norm_args([running_mean, running_var, weight, bias], training, momentum, eps)?;
+        let stats = if training {
+            self.batch_stats(d, eps)?
+        } else {
+            let (Some(rm), Some(rv)) = (running_mean, running_var) else {
+                return Err(Error::invalid(
+                    OP,
+                    "running_mean and running_var are required when training is false",
+                ));
+            };
+            Stats::running(rm, rv, eps)?
+        };
+
+        // Per channel: y = (x - mean) * scale + shift, with scale = w * invstd and shift = b.
+        let scale: Vec<T> = match weight {
+            Some(w) => w.to_vec()?.iter().zip(&stats.invstd).map(|(&w, &r)| w * r).collect(),
+            None => stats.invstd.clone(),
+        };
+        let shift = match bias {
+            Some(b) => b.to_vec()?,
+            None => vec![T::ZERO; d.c],
+        };
+        let out = on_device!(self.device(),
+            cuda => cuda::normalize(self, d, &stats.mean, &scale, &shift)?,
+            cpu => Tensor::from_cpu(cpu::normalize(d, &self.values()?, &stats.mean, &scale, &shift), self.shape().to_vec()));
+
+        let mut inputs: Vec<&Tensor<T>> = vec![self];
+        inputs.extend(weight);
+        inputs.extend(bias);
+        let bw = BatchNormBackward {
+            dims: d,
+            training,
+            x: Saved::new(self),
+            weight: weight.map(Saved::new),
+            has_weight: weight.is_some(),
+            has_bias: bias.is_some(),
+            mean: stats.mean.clone(),
+            invstd: stats.invstd.clone(),
+        };
+        let out = record(out, &inputs, bw)?;
+
+        // Running statistics, updated in place after every read of the inputs above (no read
+        // guard is held here, so a running stat sharing storage with an input cannot deadlock).
+        if training && d.per_channel() > 0 {
+            let blend = |stat: Option<&Tensor<T>>, batch: &[T]| -> Result<()> {
+                let Some(stat) = stat else { return Ok(()) };
+                let mom = T::from_f64(momentum);
+                let keep = T::ONE - mom;
+                stat.update_in_place(|v| v.iter_mut().zip(batch).for_each(|(r, &b)| *r = keep * *r + mom * b))
+            };
+            blend(running_mean, &stats.mean)?;
+            blend(running_var, &stats.var_unbiased)?;
+        }
+        Ok(out)
+    }
+
+    /// The dimensions of a batch norm input, after checking every argument: rank 2 to 4, each
+    /// of `[running_mean, running_var, weight, bias]` given a `[C]` vector on this device,
+    /// `eps` finite and >= 0, `momentum` finite, more than one value per channel in training.
+    fn check_batch_norm_args(
+        &self,
+        channel_vecs: [Option<&Tensor<T>>; 4],
+        training: bool,
+        momentum: f64,
+        eps: f64,
+    ) -> Result<BnDims> {
         let shape = self.shape();
         if !(2..=4).contains(&shape.len()) {
             return Err(Error::shape(
@@ -190,10 +256,10 @@ impl<T: Float> Tensor<T> {
             c: shape[1],
             s: shape[2..].iter().product(),
         };
-        check_channel_vec("running_mean", running_mean, d.c, self)?;
-        check_channel_vec("running_var", running_var, d.c, self)?;
-        check_channel_vec("weight", weight, d.c, self)?;
-        check_channel_vec("bias", bias, d.c, self)?;
+        let names = ["running_mean", "running_var", "weight", "bias"];
+        for (name, t) in names.into_iter().zip(channel_vecs) {
+            check_channel_vec(name, t, d.c, self)?;
+        }
         if !(eps.is_finite() && eps >= 0.0) {
             return Err(Error::invalid(OP, format!("eps = {eps}, expected a finite value >= 0")));
         }
@@ -203,82 +269,52 @@ impl<T: Float> Tensor<T> {
                 format!("momentum = {momentum}, expected a finite value"),
             ));
         }
-        let m = d.per_channel();
-        if training && m == 1 {
+        if training && d.per_channel() == 1 {
             return Err(Error::invalid(
                 OP,
                 format!("expected more than 1 value per channel when training, got input of shape {shape:?}"),
             ));
         }
-        let eps_t = T::from_f64(eps);
-        let invstd_of = |var: T| T::ONE / (var + eps_t).sqrt();
+        Ok(d)
+    }
 
-        // Statistics used to normalise (and, in training, the unbiased variance for rv).
-        let (mean, invstd, var_unbiased) = if training {
-            let stats = on_device!(self.device(),
-                cuda => cuda::channel_stats(self, d)?,
-                cpu => cpu::channel_stats(d, &self.values()?));
-            let (mt, m1) = (T::from_usize(m), T::from_usize(m.saturating_sub(1)));
-            let mean: Vec<T> = stats.iter().map(|s| s.0).collect();
-            let invstd: Vec<T> = stats.iter().map(|s| invstd_of(s.1 / mt)).collect();
-            let var_u: Vec<T> = stats.iter().map(|s| s.1 / m1).collect();
-            (mean, invstd, var_u)
-        } else {
-            let (Some(rm), Some(rv)) = (running_mean, running_var) else {
-                return Err(Error::invalid(
-                    OP,
-                    "running_mean and running_var are required when training is false",
-                ));
-            };
-            let mean = rm.to_vec()?;
-            let invstd = rv.to_vec()?.iter().map(|&v| invstd_of(v)).collect();
-            (mean, invstd, Vec::new())
-        };
+    /// The batch's per-channel statistics (training mode).
+    fn batch_stats(&self, d: BnDims, eps: f64) -> Result<Stats<T>> {
+        let sums = on_device!(self.device(),
+            cuda => cuda::channel_stats(self, d)?,
+            cpu => cpu::channel_stats(d, &self.values()?));
+        let m = d.per_channel();
+        let (mt, m1) = (T::from_usize(m), T::from_usize(m.saturating_sub(1)));
+        Ok(Stats {
+            mean: sums.iter().map(|s| s.0).collect(),
+            invstd: sums.iter().map(|s| invstd(s.1 / mt, eps)).collect(),
+            var_unbiased: sums.iter().map(|s| s.1 / m1).collect(),
+        })
+    }
+}
 
-        let scale: Vec<T> = match weight {
-            Some(w) => w.to_vec()?.iter().zip(&invstd).map(|(&w, &r)| w * r).collect(),
-            None => invstd.clone(),
-        };
-        let shift = match bias {
-            Some(b) => b.to_vec()?,
-            None => vec![T::ZERO; d.c],
-        };
-        let out = on_device!(self.device(),
-            cuda => cuda::normalize(self, d, &mean, &scale, &shift)?,
-            cpu => Tensor::from_cpu(cpu::normalize(d, &self.values()?, &mean, &scale, &shift), shape.to_vec()));
+/// `1 / sqrt(var + eps)`.
+fn invstd<T: Float>(var: T, eps: f64) -> T {
+    T::ONE / (var + T::from_f64(eps)).sqrt()
+}
 
-        let mut inputs: Vec<&Tensor<T>> = vec![self];
-        inputs.extend(weight);
-        inputs.extend(bias);
-        let bw = BatchNormBackward {
-            dims: d,
-            training,
-            x: Saved::new(self),
-            weight: weight.map(Saved::new),
-            has_weight: weight.is_some(),
-            has_bias: bias.is_some(),
-            mean: mean.clone(),
-            invstd,
-        };
-        let out = record(out, &inputs, bw)?;
+/// The per-channel statistics a batch norm normalises with.
+struct Stats<T> {
+    mean: Vec<T>,
+    /// `1 / sqrt(var + eps)`, with the biased variance in training.
+    invstd: Vec<T>,
+    /// The unbiased variance, blended into `running_var` (training only; empty in eval).
+    var_unbiased: Vec<T>,
+}
 
-        // Running statistics, updated in place after every read of the inputs above (no read
-        // guard is held here, so a running stat sharing storage with an input cannot deadlock).
-        if training && m > 0 {
-            let mom = T::from_f64(momentum);
-            let keep = T::ONE - mom;
-            if let Some(rm) = running_mean {
-                rm.update_in_place(|v| v.iter_mut().zip(&mean).for_each(|(r, &b)| *r = keep * *r + mom * b))?;
-            }
-            if let Some(rv) = running_var {
-                rv.update_in_place(|v| {
-                    v.iter_mut()
-                        .zip(&var_unbiased)
-                        .for_each(|(r, &b)| *r = keep * *r + mom * b)
-                })?;
-            }
-        }
-        Ok(out)
+impl<T: Float> Stats<T> {
+    /// Evaluation mode: the running statistics.
+    fn running(rm: &Tensor<T>, rv: &Tensor<T>, eps: f64) -> Result<Self> {
+        Ok(Stats {
+            mean: rm.to_vec()?,
+            invstd: rv.to_vec()?.iter().map(|&v| invstd(v, eps)).collect(),
+            var_unbiased: Vec::new(),
+        })
     }
 }
 
