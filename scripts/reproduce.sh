@@ -72,8 +72,10 @@ for p in $phases; do
        for loss in xent cosine-xent; do
          lr=$(best_lr "$loss" lrsel60)
          for seed in 0 1 2; do run default "$loss" 50 60 "$lr" "$seed"; done
-         # the same lr for 150 epochs (phase 1 or 3 may have it already)
-         if ! grep -qE "^(baseline|final),$loss,50,150,$lr,0," "$CSV"; then run long "$loss" 50 150 "$lr" 0; fi
+         # the same lr for 150 epochs, same seeds (phase 1 or 3 may have some already)
+         for seed in 0 1 2; do
+           if ! grep -qE "^(baseline|final|long),$loss,50,150,$lr,$seed," "$CSV"; then run long "$loss" 50 150 "$lr" "$seed"; fi
+         done
        done ;;
   esac
 done

@@ -1,4 +1,4 @@
-//! Outputs of a run: metrics.csv, an SVG plot of the curves, resident memory.
+//! Outputs of a run: metrics.csv, one SVG of the runs' curves, resident memory.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -56,102 +56,168 @@ pub fn write_csv(path: &Path, rows: &[EpochMetrics]) -> std::io::Result<()> {
     std::fs::write(path, s)
 }
 
-/// A two-panel SVG: training loss per epoch (left) and accuracy (right: train, and test where
-/// evaluated). Plain SVG, no dependencies.
-pub fn write_svg(path: &Path, title: &str, rows: &[EpochMetrics]) -> std::io::Result<()> {
-    let (w, h, pad) = (900.0, 360.0, 50.0);
+/// One run in a plot: its label, colour and epochs.
+pub struct Series<'a> {
+    pub label: String,
+    pub color: &'static str,
+    pub rows: &'a [EpochMetrics],
+}
+
+/// The colours of the runs, in order.
+pub const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+
+/// One SVG of one or more runs on the same axes: test top-1 accuracy per evaluated epoch (left)
+/// and training loss per epoch (right), a legend, the title, and `notes` (the final table)
+/// below. Plain SVG, no dependencies.
+pub fn write_comparison_svg(path: &Path, title: &str, runs: &[Series], notes: &[String]) -> std::io::Result<()> {
+    let (w, pad, top, ph) = (960.0, 60.0, 70.0, 300.0);
     let panel_w = (w - 3.0 * pad) / 2.0;
+    let h = top + ph + 60.0 + 18.0 * notes.len() as f64 + 10.0;
     let mut s = String::new();
-    writeln!(
-        s,
+    let mut line = |t: String| {
+        s.push_str(&t);
+        s.push('\n');
+    };
+    line(format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-    )
-    .unwrap();
-    writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#).unwrap();
-    writeln!(
-        s,
-        r#"<text x="{}" y="20" text-anchor="middle" font-size="14">{}</text>"#,
+    ));
+    line(r#"<rect width="100%" height="100%" fill="white"/>"#.into());
+    line(format!(
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
         w / 2.0,
         xml(title)
-    )
-    .unwrap();
-    let max_epoch = rows.last().map(|r| r.epoch as f64).unwrap_or(1.0).max(1.0);
-    let loss_max = rows
+    ));
+    // legend
+    let mut lx = pad;
+    for r in runs {
+        line(format!(
+            r#"<rect x="{lx}" y="36" width="18" height="4" fill="{}"/><text x="{}" y="42">{}</text>"#,
+            r.color,
+            lx + 24.0,
+            xml(&r.label)
+        ));
+        lx += 34.0 + 7.0 * r.label.len() as f64;
+    }
+    let max_epoch = runs
         .iter()
-        .map(|r| r.train_loss)
+        .flat_map(|r| r.rows.last().map(|e| e.epoch))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let loss_max = runs
+        .iter()
+        .flat_map(|r| r.rows.iter().map(|e| e.train_loss))
         .filter(|v| v.is_finite())
         .fold(1e-9, f64::max);
+    // Round the axis up so that its five gridlines fall on round values (0.5, 1.0, ...).
+    let loss_max = {
+        let raw_step = loss_max / 5.0;
+        let unit = 10f64.powf(raw_step.log10().floor());
+        let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+            .iter()
+            .map(|m| m * unit)
+            .find(|&s| s >= raw_step)
+            .unwrap_or(10.0 * unit);
+        5.0 * step
+    };
+    struct Panel {
+        x0: f64,
+        label: &'static str,
+        ymax: f64,
+        percent: bool,
+    }
     let panels = [
-        (pad, "training loss", loss_max),
-        (2.0 * pad + panel_w, "top-1 accuracy", 1.0),
+        Panel {
+            x0: pad,
+            label: "test top-1 accuracy (%)",
+            ymax: 1.0,
+            percent: true,
+        },
+        Panel {
+            x0: 2.0 * pad + panel_w,
+            label: "training loss",
+            ymax: loss_max,
+            percent: false,
+        },
     ];
-    for (x0, label, ymax) in panels {
-        let (y0, ph) = (40.0, h - 90.0);
-        writeln!(
-            s,
-            r##"<rect x="{x0}" y="{y0}" width="{panel_w}" height="{ph}" fill="none" stroke="#888"/>"##
-        )
-        .unwrap();
-        writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="middle">{label}</text>"#,
+    for p in &panels {
+        let x0 = p.x0;
+        line(format!(
+            r##"<rect x="{x0}" y="{top}" width="{panel_w}" height="{ph}" fill="none" stroke="#888"/>"##
+        ));
+        line(format!(
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
             x0 + panel_w / 2.0,
-            h - 20.0
-        )
-        .unwrap();
-        for k in 0..=4 {
-            let v = ymax * k as f64 / 4.0;
-            let y = y0 + ph - ph * k as f64 / 4.0;
-            writeln!(
-                s,
-                r#"<text x="{}" y="{}" text-anchor="end" font-size="10">{v:.2}</text>"#,
+            top - 6.0,
+            p.label
+        ));
+        for k in 0..=5 {
+            let v = p.ymax * k as f64 / 5.0;
+            let y = top + ph - ph * k as f64 / 5.0;
+            let text = if p.percent {
+                format!("{:.0}", 100.0 * v)
+            } else {
+                format!("{v:.2}")
+            };
+            line(format!(
+                r##"<line x1="{x0}" y1="{y}" x2="{}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end" font-size="10">{text}</text>"##,
+                x0 + panel_w,
                 x0 - 4.0,
                 y + 3.0
-            )
-            .unwrap();
+            ));
         }
-        writeln!(
-            s,
-            r#"<text x="{}" y="{}" font-size="10">epoch {max_epoch}</text>"#,
-            x0 + panel_w - 50.0,
-            y0 + ph + 14.0
-        )
-        .unwrap();
+        for k in 0..=4 {
+            let e = max_epoch * k as f64 / 4.0;
+            line(format!(
+                r#"<text x="{}" y="{}" text-anchor="middle" font-size="10">{e:.0}</text>"#,
+                x0 + panel_w * k as f64 / 4.0,
+                top + ph + 14.0
+            ));
+        }
+        line(format!(
+            r#"<text x="{}" y="{}" text-anchor="middle" font-size="11">epoch</text>"#,
+            x0 + panel_w / 2.0,
+            top + ph + 30.0
+        ));
         let px = |e: f64| x0 + panel_w * e / max_epoch;
-        let py = |v: f64| y0 + ph - ph * (v / ymax).clamp(0.0, 1.0);
-        let series: Vec<(&str, Vec<(f64, f64)>)> = if label == "training loss" {
-            vec![("#1f77b4", rows.iter().map(|r| (r.epoch as f64, r.train_loss)).collect())]
-        } else {
-            vec![
-                ("#1f77b4", rows.iter().map(|r| (r.epoch as f64, r.train_acc)).collect()),
-                (
-                    "#d62728",
-                    rows.iter()
-                        .filter_map(|r| r.test_acc.map(|a| (r.epoch as f64, a)))
-                        .collect(),
-                ),
-            ]
-        };
-        for (color, pts) in series {
-            let path: Vec<String> = pts.iter().map(|&(e, v)| format!("{:.1},{:.1}", px(e), py(v))).collect();
-            if !path.is_empty() {
-                writeln!(
-                    s,
-                    r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-                    path.join(" ")
-                )
-                .unwrap();
+        let py = |v: f64| top + ph - ph * (v / p.ymax).clamp(0.0, 1.0);
+        for r in runs {
+            let pts: Vec<(f64, f64)> = if p.percent {
+                r.rows
+                    .iter()
+                    .filter_map(|e| e.test_acc.map(|a| (e.epoch as f64, a)))
+                    .collect()
+            } else {
+                r.rows.iter().map(|e| (e.epoch as f64, e.train_loss)).collect()
+            };
+            let coords: Vec<String> = pts.iter().map(|&(e, v)| format!("{:.1},{:.1}", px(e), py(v))).collect();
+            if !coords.is_empty() {
+                line(format!(
+                    r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#,
+                    r.color,
+                    coords.join(" ")
+                ));
+            }
+            if p.percent {
+                for &(e, v) in &pts {
+                    line(format!(
+                        r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"#,
+                        px(e),
+                        py(v),
+                        r.color
+                    ));
+                }
             }
         }
     }
-    let lx = 2.0 * pad + panel_w + 10.0;
-    writeln!(
-        s,
-        r##"<text x="{lx}" y="55" fill="#1f77b4">train</text><text x="{}" y="55" fill="#d62728">test</text>"##,
-        lx + 45.0
-    )
-    .unwrap();
-    writeln!(s, "</svg>").unwrap();
+    for (i, n) in notes.iter().enumerate() {
+        line(format!(
+            r#"<text x="{pad}" y="{}">{}</text>"#,
+            top + ph + 56.0 + 18.0 * i as f64,
+            xml(n)
+        ));
+    }
+    line("</svg>".into());
     std::fs::write(path, s)
 }
 

@@ -1,9 +1,9 @@
 //! One training run: model, loss, optimiser, schedule, the epoch loop, evaluation and
 //! checkpoints.
 
-use crate::args::{Args, LossKind};
+use crate::args::{Arch, Args, DatasetKind, DeviceKind, LossKind, Schedule};
 use crate::dataset::Loaded;
-use crate::report::{EpochMetrics, peak_rss_mib, rss_mib, write_csv, write_svg};
+use crate::report::{EpochMetrics, peak_rss_mib, rss_mib, write_csv};
 use smallgrad::data::{Augment, Batches, Dataset, Normalization};
 use smallgrad::loss::{CosineLoss, Reduction, cross_entropy};
 use smallgrad::nn::resnet::{CifarResNetConfig, ResNet, ResNetConfig, cifar_resnet, resnet18, resnet34, resnet50};
@@ -17,6 +17,8 @@ use std::time::Instant;
 /// What a finished run reports.
 pub struct RunResult {
     pub loss: LossKind,
+    pub lr: f64,
+    pub rows: Vec<EpochMetrics>,
     pub test_acc: f64,
     pub seconds: f64,
     pub images_per_s: f64,
@@ -42,19 +44,15 @@ pub fn build_model(args: &Args, channels: usize, classes: usize) -> Result<ResNe
         small_input_stem: true,
         seed: args.seed,
     };
-    match args.arch.as_str() {
-        "resnet20" => cifar(20),
-        "resnet32" => cifar(32),
-        "resnet44" => cifar(44),
-        "resnet56" => cifar(56),
-        "resnet110" => cifar(110),
-        "resnet18" => resnet18(&imagenet),
-        "resnet34" => resnet34(&imagenet),
-        "resnet50" => resnet50(&imagenet),
-        other => Err(Error::InvalidArgument {
-            op: "--arch",
-            msg: format!("unknown architecture {other}"),
-        }),
+    match args.arch {
+        Arch::Resnet20 => cifar(20),
+        Arch::Resnet32 => cifar(32),
+        Arch::Resnet44 => cifar(44),
+        Arch::Resnet56 => cifar(56),
+        Arch::Resnet110 => cifar(110),
+        Arch::Resnet18 => resnet18(&imagenet),
+        Arch::Resnet34 => resnet34(&imagenet),
+        Arch::Resnet50 => resnet50(&imagenet),
     }
 }
 
@@ -122,27 +120,27 @@ fn loss_and_scores(
     })
 }
 
-fn schedule(args: &Args) -> Box<dyn LrSchedule> {
-    match args.schedule.as_str() {
-        "step" => Box::new(StepDecay {
-            base_lr: args.lr,
+fn schedule(args: &Args, base_lr: f64) -> Box<dyn LrSchedule> {
+    match args.schedule {
+        Schedule::Step => Box::new(StepDecay {
+            base_lr,
             step_size: (args.epochs / 3).max(1),
             gamma: 0.1,
         }),
         // SGDR as the paper: cycles T0, 2 T0, 4 T0, ...; T0 chosen so that cycles fill the run.
-        "sgdr" => Box::new(WarmRestarts {
-            base_lr: args.lr,
+        Schedule::Sgdr => Box::new(WarmRestarts {
+            base_lr,
             min_lr: 1e-6,
             t0: (args.epochs / 7).max(1),
             t_mult: 2,
         }),
-        "constant" => Box::new(StepDecay {
-            base_lr: args.lr,
+        Schedule::Constant => Box::new(StepDecay {
+            base_lr,
             step_size: usize::MAX,
             gamma: 1.0,
         }),
-        _ => Box::new(CosineAnnealing {
-            base_lr: args.lr,
+        Schedule::Cosine => Box::new(CosineAnnealing {
+            base_lr,
             min_lr: 0.0,
             t_max: args.epochs,
         }),
@@ -160,46 +158,6 @@ fn batch_tensor(ds: &Dataset, idx: std::ops::Range<usize>, norm: &Normalization)
     norm.apply(&x)
 }
 
-/// Top-1 accuracy on `ds`, in evaluation mode, without recording a graph.
-fn evaluate(
-    model: &mut ResNet<f32>,
-    head: &mut Option<Head>,
-    kind: LossKind,
-    ds: &Dataset,
-    norm: &Normalization,
-    device: Device,
-) -> Result<f64> {
-    model.set_training(false);
-    if let Some(h) = head.as_mut() {
-        h.bn.set_training(false);
-    }
-    let mut correct = 0;
-    let result = no_grad(|| -> Result<()> {
-        for start in (0..ds.len()).step_by(500) {
-            let end = (start + 500).min(ds.len());
-            let x = batch_tensor(ds, start..end, norm)?.to_device(device)?;
-            let logits = model.forward(&x)?;
-            let scores = match (kind, head.as_ref()) {
-                (LossKind::CosineXentHead, Some(h)) => h.forward(&logits.normalize(1, 1e-12)?)?,
-                _ => logits,
-            };
-            let pred = scores.argmax(1)?;
-            correct += pred
-                .iter()
-                .zip(&ds.labels()[start..end])
-                .filter(|(p, t)| p == t)
-                .count();
-        }
-        Ok(())
-    });
-    model.set_training(true);
-    if let Some(h) = head.as_mut() {
-        h.bn.set_training(true);
-    }
-    result?;
-    Ok(correct as f64 / ds.len().max(1) as f64)
-}
-
 fn config_string(args: &Args, kind: LossKind) -> String {
     format!(
         "dataset={} per_class={} val_per_class={} arch={} width={} loss={} xent_weight={} epochs={} batch={} lr={} wd={} schedule={} seed={}",
@@ -212,14 +170,19 @@ fn config_string(args: &Args, kind: LossKind) -> String {
         args.xent_weight,
         args.epochs,
         args.batch,
-        args.lr,
+        args.lr_for(kind),
         args.wd,
         args.schedule,
         args.seed
     )
 }
 
+/// The state of one run: the network, the optional head, their optimisers, the data RNG and
+/// the metrics so far. Everything a checkpoint saves.
 struct Trainer {
+    kind: LossKind,
+    xent_weight: f64,
+    device: Device,
     model: ResNet<f32>,
     head: Option<Head>,
     opt: Sgd<f32>,
@@ -229,7 +192,174 @@ struct Trainer {
     rows: Vec<EpochMetrics>,
 }
 
+/// What one epoch of training measured.
+struct EpochStats {
+    /// The learning rate of the epoch's last step.
+    lr: f64,
+    loss: f64,
+    accuracy: f64,
+    images: usize,
+}
+
+/// Training throughput and memory across epochs (evaluation excluded), for the progress line,
+/// the ETA and the final report.
+#[derive(Default)]
+struct Progress {
+    train_secs: f64,
+    images: usize,
+    global_step: usize,
+    memory: Vec<(usize, f64)>,
+}
+
+impl Progress {
+    fn images_per_s(&self) -> f64 {
+        self.images as f64 / self.train_secs.max(1e-9)
+    }
+}
+
 impl Trainer {
+    /// Builds the model (seeded on the CPU, then moved: the same initial weights on every
+    /// device), the paper's head for `cosine-xent-head`, and SGD with momentum 0.9 for each.
+    fn new(args: &Args, kind: LossKind, channels: usize, classes: usize, device: Device) -> Result<Self> {
+        let lr = args.lr_for(kind);
+        let momentum = 0.9;
+        let model = build_model(args, channels, classes)?;
+        smallgrad::nn::to_device(&model, device)?;
+        let opt = Sgd::new(
+            model.parameters(),
+            SgdConfig {
+                lr,
+                momentum,
+                weight_decay: args.wd,
+                ..Default::default()
+            },
+        )?;
+        let (head, head_opt) = if kind == LossKind::CosineXentHead {
+            let h = Head::new(classes, args.seed)?;
+            smallgrad::nn::to_device(&h.bn, device)?;
+            smallgrad::nn::to_device(&h.fc, device)?;
+            // The head's own L2 penalty: 1e-3 weight decay (the authors' 5e-4 * ||w||² penalty).
+            let config = SgdConfig {
+                lr,
+                momentum,
+                weight_decay: 1e-3,
+                ..Default::default()
+            };
+            let o = Sgd::new(h.parameters(), config)?;
+            (Some(h), Some(o))
+        } else {
+            (None, None)
+        };
+        Ok(Trainer {
+            kind,
+            xent_weight: args.xent_weight,
+            device,
+            model,
+            head,
+            opt,
+            head_opt,
+            rng: Rng::new(args.seed ^ 0xDA7A),
+            epoch: 0,
+            rows: Vec::new(),
+        })
+    }
+
+    /// One SGD step on a batch: forward, loss, zero_grad, backward, step. Returns the loss and
+    /// how many of the batch were classified correctly.
+    fn train_step(&mut self, x: &Tensor<f32>, y: &[usize], lr: f64) -> Result<(f64, usize)> {
+        let logits = self.model.forward(x)?;
+        let (loss, scores) = loss_and_scores(self.kind, self.xent_weight, &logits, self.head.as_ref(), y)?;
+        self.opt.set_lr(lr);
+        self.opt.zero_grad();
+        if let Some(ho) = &mut self.head_opt {
+            ho.set_lr(lr);
+            ho.zero_grad();
+        }
+        loss.backward()?;
+        self.opt.step()?;
+        if let Some(ho) = &mut self.head_opt {
+            ho.step()?;
+        }
+        let correct = scores.argmax(1)?.iter().zip(y).filter(|(p, q)| p == q).count();
+        Ok((loss.item()? as f64, correct))
+    }
+
+    /// One pass over `train` in a fresh shuffled, augmented order, printing a progress line.
+    fn train_epoch(&mut self, plan: &Plan, progress: &mut Progress) -> Result<EpochStats> {
+        let epoch_seed = self.rng.next_u64();
+        let batches = Batches::new(plan.train, plan.batch, epoch_seed, false)?
+            .with_augment(plan.augment)?
+            .with_normalization(plan.norm.clone())?;
+        let steps = plan.steps_per_epoch();
+        let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0f64, 0usize, 0usize, 0.0);
+        for (step, (x, y)) in batches.enumerate() {
+            let started = Instant::now();
+            lr = plan.schedule.lr_at(self.epoch as f64 + step as f64 / steps as f64);
+            let (loss, right) = self.train_step(&x.to_device(self.device)?, &y, lr)?;
+            loss_sum += loss * y.len() as f64;
+            correct += right;
+            seen += y.len();
+            progress.images += y.len();
+            progress.global_step += 1;
+            if plan.report_memory && (progress.global_step == 50 || progress.global_step == 500) {
+                progress
+                    .memory
+                    .push((progress.global_step, rss_mib().unwrap_or(f64::NAN)));
+            }
+            progress.train_secs += started.elapsed().as_secs_f64();
+            let remaining = (plan.epochs - self.epoch) * steps - (step + 1);
+            let eta = remaining as f64 * plan.batch as f64 / progress.images_per_s().max(1e-9);
+            eprint!(
+                "\r[{}] epoch {}/{} step {}/{} loss {loss:.4} | {:.0} img/s | ETA {}   ",
+                self.kind.name(),
+                self.epoch + 1,
+                plan.epochs,
+                step + 1,
+                steps,
+                progress.images_per_s(),
+                fmt_secs(eta)
+            );
+            let _ = std::io::stderr().flush();
+        }
+        self.epoch += 1;
+        Ok(EpochStats {
+            lr,
+            loss: loss_sum / seen.max(1) as f64,
+            accuracy: correct as f64 / seen.max(1) as f64,
+            images: seen,
+        })
+    }
+
+    /// Top-1 accuracy on `ds`, in evaluation mode, without recording a graph.
+    fn evaluate(&mut self, ds: &Dataset, norm: &Normalization) -> Result<f64> {
+        self.set_training(false);
+        let mut correct = 0;
+        let result = no_grad(|| -> Result<()> {
+            for start in (0..ds.len()).step_by(500) {
+                let end = (start + 500).min(ds.len());
+                let x = batch_tensor(ds, start..end, norm)?.to_device(self.device)?;
+                let logits = self.model.forward(&x)?;
+                let scores = match &self.head {
+                    Some(h) => h.forward(&logits.normalize(1, 1e-12)?)?,
+                    None => logits,
+                };
+                let labels = &ds.labels()[start..end];
+                correct += scores.argmax(1)?.iter().zip(labels).filter(|(p, t)| p == t).count();
+            }
+            Ok(())
+        });
+        self.set_training(true);
+        result?;
+        Ok(correct as f64 / ds.len().max(1) as f64)
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.model.set_training(training);
+        if let Some(h) = &mut self.head {
+            h.bn.set_training(training);
+        }
+    }
+
     fn modules(&self) -> Vec<(&'static str, &dyn Module<f32>)> {
         let mut m: Vec<(&'static str, &dyn Module<f32>)> = vec![("model", &self.model)];
         if let Some(h) = &self.head {
@@ -257,11 +387,7 @@ impl Trainer {
     fn resume(&mut self, path: &Path, config: &str) -> Result<()> {
         // Refuse a checkpoint of another configuration before touching anything.
         let (_, meta) = smallgrad::serialize::load::<f32>(path)?;
-        let saved = meta
-            .iter()
-            .find(|(k, _)| k == "config")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("");
+        let saved = metadata(&meta, "config");
         if saved != config {
             return Err(Error::Io {
                 path: path.display().to_string(),
@@ -280,19 +406,55 @@ impl Trainer {
         let state = checkpoint::load(path, &modules, &mut opts)?;
         self.epoch = state.epoch;
         self.rng = state.rng;
-        let metrics = state
-            .metadata
-            .iter()
-            .find(|(k, _)| k == "metrics")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("");
-        self.rows = metrics
+        self.rows = metadata(&state.metadata, "metrics")
             .split(';')
             .filter(|r| !r.is_empty())
             .map(EpochMetrics::from_record)
             .collect();
         Ok(())
     }
+}
+
+/// The value stored under `key` in a checkpoint's metadata ("" if absent).
+fn metadata<'a>(meta: &'a [(String, String)], key: &str) -> &'a str {
+    meta.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+/// What stays fixed for a whole run: the data, its augmentation and normalisation, the batch
+/// size, the length and the learning-rate schedule.
+struct Plan<'a> {
+    train: &'a Dataset,
+    augment: Augment,
+    norm: Normalization,
+    batch: usize,
+    epochs: usize,
+    schedule: Box<dyn LrSchedule>,
+    report_memory: bool,
+}
+
+impl Plan<'_> {
+    fn steps_per_epoch(&self) -> usize {
+        self.train.len().div_ceil(self.batch)
+    }
+}
+
+/// The training and evaluation sets of a run: K images per class, evaluated on a held-out
+/// validation split (`--val-per-class`) or the test set (optionally its first `--test-limit`).
+/// The K training images are the same either way (same seed).
+fn split_data(args: &Args, data: &Loaded) -> Result<(Dataset, Dataset)> {
+    if args.val_per_class > 0 {
+        return data
+            .train
+            .split_per_class(args.per_class, args.val_per_class, args.seed);
+    }
+    let test = match args.test_limit {
+        Some(n) if n < data.test.len() => data.test.subset(&(0..n).collect::<Vec<_>>())?,
+        _ => data.test.clone(),
+    };
+    Ok((data.train.class_balanced_subset(args.per_class, args.seed)?, test))
 }
 
 fn fmt_secs(s: f64) -> String {
@@ -304,76 +466,35 @@ fn fmt_secs(s: f64) -> String {
     }
 }
 
-pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<RunResult> {
-    let classes = data.train.num_classes();
-    // The same K training images with or without a validation split (same seed).
-    let (train, test) = if args.val_per_class > 0 {
-        data.train
-            .split_per_class(args.per_class, args.val_per_class, args.seed)?
-    } else {
-        let test = match args.test_limit {
-            Some(n) if n < data.test.len() => data.test.subset(&(0..n).collect::<Vec<_>>())?,
-            _ => data.test.clone(),
-        };
-        (data.train.class_balanced_subset(args.per_class, args.seed)?, test)
-    };
+/// Trains `kind`'s run on `data`, writing `out`/metrics.csv after every epoch and calling
+/// `on_epoch` with the epochs so far (the caller redraws its plot).
+pub fn run(
+    args: &Args,
+    kind: LossKind,
+    data: &Loaded,
+    out: &Path,
+    on_epoch: &mut dyn FnMut(&[EpochMetrics]),
+) -> Result<RunResult> {
+    let (train, test) = split_data(args, data)?;
     let norm = Normalization::from_dataset(&train)?;
-    let pad = if train.height() >= 32 { 4 } else { 2 };
-    let augment = Augment {
-        pad,
-        flip: args.dataset != "mnist",
-    };
-
-    let device = if args.device == "cuda" {
-        Device::Cuda(0)
-    } else {
-        Device::Cpu
-    };
-    let model = build_model(args, train.channels(), classes)?;
-    // Built (and seeded) on the CPU, then moved: the same initial weights on every device.
-    smallgrad::nn::to_device(&model, device)?;
-    let momentum = 0.9;
-    let opt = Sgd::new(
-        model.parameters(),
-        SgdConfig {
-            lr: args.lr,
-            momentum,
-            weight_decay: args.wd,
-            ..Default::default()
+    let plan = Plan {
+        train: &train,
+        augment: Augment {
+            pad: if train.height() >= 32 { 4 } else { 2 },
+            flip: args.dataset != DatasetKind::Mnist,
         },
-    )?;
-    let head = if kind == LossKind::CosineXentHead {
-        let h = Head::new(classes, args.seed)?;
-        smallgrad::nn::to_device(&h.bn, device)?;
-        smallgrad::nn::to_device(&h.fc, device)?;
-        Some(h)
-    } else {
-        None
+        norm: norm.clone(),
+        batch: args.batch,
+        epochs: args.epochs,
+        schedule: schedule(args, args.lr_for(kind)),
+        report_memory: args.report_memory,
     };
-    // The head's own L2 penalty: 1e-3 weight decay (the authors' 5e-4 * ||w||² penalty).
-    let head_opt = match &head {
-        Some(h) => Some(Sgd::new(
-            h.parameters(),
-            SgdConfig {
-                lr: args.lr,
-                momentum,
-                weight_decay: 1e-3,
-                ..Default::default()
-            },
-        )?),
-        None => None,
+    let device = match args.device {
+        DeviceKind::Cuda => Device::Cuda(0),
+        DeviceKind::Cpu => Device::Cpu,
     };
-    let mut t = Trainer {
-        model,
-        head,
-        opt,
-        head_opt,
-        rng: Rng::new(args.seed ^ 0xDA7A),
-        epoch: 0,
-        rows: Vec::new(),
-    };
+    let mut t = Trainer::new(args, kind, train.channels(), train.num_classes(), device)?;
     let config = config_string(args, kind);
-    let eval_set = if args.val_per_class > 0 { "validation" } else { "test" };
     if let Some(path) = &args.resume {
         t.resume(path, &config)?;
         eprintln!(
@@ -383,137 +504,83 @@ pub fn run(args: &Args, kind: LossKind, data: &Loaded, out: &Path) -> Result<Run
             t.epoch
         );
     }
-    let sched = schedule(args);
-    let steps = train.len().div_ceil(args.batch);
-    let label = kind.name();
-    let started = Instant::now();
-    // Training time only (evaluation excluded), for images/s and the ETA.
-    let mut train_secs = 0.0f64;
-    let mut trained_images = 0usize;
-    let mut memory = Vec::new();
-    let mut global_step = t.epoch * steps;
-    let mut test_acc = t.rows.iter().rev().find_map(|r| r.test_acc).unwrap_or(f64::NAN);
-    std::fs::create_dir_all(out).map_err(|e| Error::Io {
+    let io = |e: std::io::Error| Error::Io {
         path: out.display().to_string(),
         msg: e.to_string(),
-    })?;
+    };
+    std::fs::create_dir_all(out).map_err(io)?;
+    let eval_set = if args.val_per_class > 0 { "validation" } else { "test" };
+    let started = Instant::now();
+    let mut progress = Progress {
+        global_step: t.epoch * plan.steps_per_epoch(),
+        ..Default::default()
+    };
 
     while t.epoch < args.epochs {
         let epoch_start = Instant::now();
-        let epoch_seed = t.rng.next_u64();
-        let batches = Batches::new(&train, args.batch, epoch_seed, false)?
-            .with_augment(augment)?
-            .with_normalization(norm.clone())?;
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        let mut lr = args.lr;
-        for (step, (x, y)) in batches.enumerate() {
-            let step_start = Instant::now();
-            let x = x.to_device(device)?;
-            lr = sched.lr_at(t.epoch as f64 + step as f64 / steps as f64);
-            t.opt.set_lr(lr);
-            let logits = t.model.forward(&x)?;
-            let (loss, scores) = loss_and_scores(kind, args.xent_weight, &logits, t.head.as_ref(), &y)?;
-            t.opt.zero_grad();
-            if let Some(ho) = &mut t.head_opt {
-                ho.zero_grad();
-                ho.set_lr(lr);
-            }
-            loss.backward()?;
-            t.opt.step()?;
-            if let Some(ho) = &mut t.head_opt {
-                ho.step()?;
-            }
-            let l = loss.item()? as f64;
-            loss_sum += l * y.len() as f64;
-            correct += scores.argmax(1)?.iter().zip(&y).filter(|(p, q)| p == q).count();
-            seen += y.len();
-            trained_images += y.len();
-            global_step += 1;
-            if args.report_memory && (global_step == 50 || global_step == 500) {
-                memory.push((global_step, rss_mib().unwrap_or(f64::NAN)));
-            }
-            train_secs += step_start.elapsed().as_secs_f64();
-            let ips = trained_images as f64 / train_secs.max(1e-9);
-            let remaining = (args.epochs - t.epoch) * steps - (step + 1);
-            let eta = remaining as f64 * args.batch as f64 / ips.max(1e-9);
-            eprint!(
-                "\r[{label}] epoch {}/{} step {}/{} loss {:.4} | {:.0} img/s | ETA {}   ",
-                t.epoch + 1,
-                args.epochs,
-                step + 1,
-                steps,
-                l,
-                ips,
-                fmt_secs(eta)
-            );
-            let _ = std::io::stderr().flush();
-        }
-        t.epoch += 1;
+        let stats = t.train_epoch(&plan, &mut progress)?;
         let secs = epoch_start.elapsed().as_secs_f64();
-        let evaluate_now = t.epoch.is_multiple_of(args.eval_every) || t.epoch == args.epochs;
-        let acc = if evaluate_now {
+        let accuracy = if t.epoch.is_multiple_of(args.eval_every) || t.epoch == args.epochs {
             eprint!(
-                "\r[{label}] epoch {}/{}: evaluating on {} {eval_set} images...        ",
+                "\r[{}] epoch {}/{}: evaluating on {} {eval_set} images...        ",
+                kind.name(),
                 t.epoch,
                 args.epochs,
                 test.len()
             );
-            let a = evaluate(&mut t.model, &mut t.head, kind, &test, &norm, device)?;
-            test_acc = a;
-            Some(a)
+            Some(t.evaluate(&test, &norm)?)
         } else {
             None
         };
-        t.rows.push(EpochMetrics {
+        let row = EpochMetrics {
             epoch: t.epoch,
-            lr,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_acc: correct as f64 / seen.max(1) as f64,
-            test_acc: acc,
+            lr: stats.lr,
+            train_loss: stats.loss,
+            train_acc: stats.accuracy,
+            test_acc: accuracy,
             seconds: secs,
-            images_per_s: seen as f64 / secs.max(1e-9),
-        });
-        let r = t.rows.last().unwrap();
-        eprintln!(
-            "\r[{label}] epoch {:>3}/{}  loss {:.4}  train {:5.1}%{}  ({:.1}s, {:.0} img/s)            ",
-            r.epoch,
-            args.epochs,
-            r.train_loss,
-            100.0 * r.train_acc,
-            acc.map(|a| format!("  {eval_set} {:5.2}%", 100.0 * a))
-                .unwrap_or_default(),
-            secs,
-            r.images_per_s
-        );
-        let io = |e: std::io::Error| Error::Io {
-            path: out.display().to_string(),
-            msg: e.to_string(),
+            images_per_s: stats.images as f64 / secs.max(1e-9),
         };
+        eprintln!(
+            "\r[{}] epoch {:>3}/{}  loss {:.4}  train {:5.1}%{}  ({secs:.1}s, {:.0} img/s)            ",
+            kind.name(),
+            row.epoch,
+            args.epochs,
+            row.train_loss,
+            100.0 * row.train_acc,
+            accuracy
+                .map(|a| format!("  {eval_set} {:5.2}%", 100.0 * a))
+                .unwrap_or_default(),
+            row.images_per_s
+        );
+        t.rows.push(row);
         write_csv(&out.join("metrics.csv"), &t.rows).map_err(io)?;
-        write_svg(
-            &out.join("curves.svg"),
-            &format!("{} on {} ({})", args.arch, data.source, label),
-            &t.rows,
-        )
-        .map_err(io)?;
+        on_epoch(&t.rows);
         if let Some(path) = &args.save {
             t.save(path, &config)?;
         }
         if args.stop_after == Some(t.epoch) && t.epoch < args.epochs {
-            eprintln!("[{label}] stopping after epoch {} as asked (--stop-after)", t.epoch);
+            eprintln!(
+                "[{}] stopping after epoch {} as asked (--stop-after)",
+                kind.name(),
+                t.epoch
+            );
             break;
         }
     }
     if args.report_memory {
-        memory.push((global_step, rss_mib().unwrap_or(f64::NAN)));
+        progress
+            .memory
+            .push((progress.global_step, rss_mib().unwrap_or(f64::NAN)));
     }
-    let seconds = started.elapsed().as_secs_f64();
     Ok(RunResult {
         loss: kind,
-        test_acc,
-        images_per_s: trained_images as f64 / train_secs.max(1e-9),
-        seconds,
-        memory,
+        lr: args.lr_for(kind),
+        test_acc: t.rows.iter().rev().find_map(|r| r.test_acc).unwrap_or(f64::NAN),
+        rows: t.rows,
+        images_per_s: progress.images_per_s(),
+        seconds: started.elapsed().as_secs_f64(),
+        memory: progress.memory,
         peak_rss_mib: peak_rss_mib(),
     })
 }
