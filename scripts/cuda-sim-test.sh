@@ -43,7 +43,7 @@ step "CUDA unit tests and the op suite: 3 schedules, access tracking, exact-size
 CUDA_SIM_SCHEDULES=3 CUDA_SIM_RACECHECK=1 SMALLGRAD_CUDA_NO_CACHING=1 \
   cargo test --release --features cuda --lib backend::cuda 2>&1 | tee "$LOGS/unit.log" | grep -E "^test |test result"
 CUDA_SIM_SCHEDULES=3 CUDA_SIM_RACECHECK=1 SMALLGRAD_CUDA_NO_CACHING=1 \
-XX
+  cargo test --release --features cuda --test cuda -- ops:: 2>&1 | tee "$LOGS/ops.log" | grep -E "^test |test result"
 
 step "the driver suite: injected faults, contexts, counters, the allocator"
 cargo test --release --features cuda --test cuda -- driver:: --nocapture 2>&1 | tee "$LOGS/driver.log" |
