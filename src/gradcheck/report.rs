@@ -1,4 +1,4 @@
-//! What [`gradcheck`](super::gradcheck) reports: per input, how far the analytic values were from
+//! What [`gradcheck`](fn@super::gradcheck)(super::gradcheck) reports: per input, how far the analytic values were from
 //! the numeric ones ([`InputReport`], [`GradcheckReport`] and its table), and, when a check
 //! fails, the message a learner reads — the worst entry, both values, both errors, the tolerance
 //! and a hint when the pattern is a familiar one. The algorithm is in `mod.rs`.
@@ -42,7 +42,7 @@ pub struct InputReport {
     pub worst_numeric: f64,
 }
 
-/// The result of a passing [`gradcheck`]: one [`InputReport`] per input, and what it cost.
+/// The result of a passing [`gradcheck`](fn@super::gradcheck): one [`InputReport`] per input, and what it cost.
 /// `Display` prints a short table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradcheckReport {
