@@ -219,26 +219,14 @@ impl Gpu {
         Ok(b)
     }
 
-    /// Equal-length host vectors in one device buffer, with one copy (one synchronisation
-    /// instead of one per vector): the buffer and the device address of each part.
-    pub(crate) fn upload_parts<T: Copy>(&'static self, parts: &[&[T]]) -> Result<(DevBuf<T>, Vec<u64>)> {
-        let len = parts.first().map_or(0, |p| p.len());
-        let joined: Vec<T> = parts.iter().flat_map(|p| p.iter().copied()).collect();
-        debug_assert_eq!(joined.len(), len * parts.len(), "upload_parts: unequal lengths");
-        let b = self.upload(&joined)?;
-        let ptrs = (0..parts.len())
-            .map(|i| b.ptr + (i * len * size_of::<T>()) as u64)
-            .collect();
-        Ok((b, ptrs))
-    }
-
-    /// Overwrites `dst` (same length) with `data`; returns when the copy is done.
+    /// Overwrites `dst` (same length) with `data`. `data` may be dropped on return: small
+    /// copies are staged in pinned memory and finish in stream order, big ones are waited for.
     pub(crate) fn write<T: Copy>(&'static self, dst: &DevBuf<T>, data: &[T]) -> Result<()> {
         assert_eq!(dst.len, data.len(), "upload length");
         if data.is_empty() {
             return Ok(());
         }
-        // SAFETY: `data` is live and `dst` holds its size; the copy is complete on return.
+        // SAFETY: `data` is live and `dst` holds its size; `htod` is done reading `data` on return.
         unsafe { self.drv.htod(dst.ptr, data.as_ptr().cast(), size_of_val(data)) }
     }
 

@@ -1,60 +1,130 @@
-//! CUDA launchers of batch norm (kernels in kernels/batchnorm.cu). The per-channel vectors
-//! (C values: mean, inverse std, scale, shift, the backward's two sums) are small and cross
-//! to the host, where mod.rs combines them exactly as on the CPU; the passes over the
-//! activations run on the GPU. Each pass moves its per-channel vectors in one copy (packed into
-//! one buffer), so a layer costs one synchronisation per pass.
+//! CUDA launchers of batch norm (kernels in kernels/batchnorm.cu). Everything stays on the
+//! device: the per-channel vectors (mean, inverse std, scale, shift, the backward's sums and
+//! coefficients) are computed and consumed by kernels, and the running statistics are updated
+//! in place by a kernel, so a layer performs no synchronisation and no host copy (where the CPU
+//! path combines its per-channel sums on the host, in mod.rs).
+//!
+//! The reductions are two-stage: each channel's `M` values are cut into `parts` ranges (chosen
+//! from the shape alone, so results are the same bits run to run), one block per (channel,
+//! part), then one thread per channel combines its parts in order.
 
+use super::BnArgs;
 use super::cpu::BnDims;
-use crate::backend::cuda::{Gpu, arg, gpu_of};
+use crate::backend::cuda::{DevBuf, Gpu, arg, float_arg, gpu_of};
 use crate::dtype::Float;
 use crate::{Result, Tensor};
+
+/// Blocks a reduction aims for (about two waves on a 132-SM GPU).
+const TARGET_BLOCKS: usize = 512;
+/// Fewest values a part is worth (below it a block would mostly idle).
+const MIN_PART: usize = 2048;
+
+// The flags of bn_params / bn_grad_params (kernels/batchnorm.cu).
+const TRAINING: i64 = 1;
+const WEIGHT: i64 = 2;
+const BIAS: i64 = 4;
+const RUNNING_MEAN: i64 = 8;
+const RUNNING_VAR: i64 = 16;
+
+/// `bit` if `on`, else 0.
+fn flag(on: bool, bit: i64) -> i64 {
+    if on { bit } else { 0 }
+}
 
 fn dims(d: BnDims) -> (i64, i64, i64) {
     (d.n as i64, d.c as i64, d.s as i64)
 }
 
-/// One block per channel (capped; the kernels loop over channels).
-fn channel_grid(d: BnDims) -> u32 {
-    d.c.clamp(1, 65_535) as u32
+/// Parts per channel: enough for `C * parts` to reach [`TARGET_BLOCKS`], none smaller than
+/// [`MIN_PART`] values, at least 1.
+fn parts(d: BnDims) -> usize {
+    let by_blocks = TARGET_BLOCKS.div_ceil(d.c.max(1));
+    let by_size = d.per_channel().div_ceil(MIN_PART);
+    by_blocks.min(by_size).max(1)
 }
 
-/// Runs `launch(first, second)` with two per-channel output vectors (one buffer of 2C) and
-/// brings them back in one copy as pairs.
-fn pairs<T: Float>(g: &'static Gpu, c: usize, launch: impl FnOnce(u64, u64) -> Result<()>) -> Result<Vec<(T, T)>> {
-    let out = g.zeros::<T>(2 * c)?;
-    launch(out.ptr(), out.ptr() + (c * size_of::<T>()) as u64)?;
-    let v = g.download(&out)?;
-    Ok(v[..c].iter().copied().zip(v[c..].iter().copied()).collect())
-}
-
-/// Per channel: (mean, sum of squared deviations).
-pub(super) fn channel_stats<T: Float>(x: &Tensor<T>, d: BnDims) -> Result<Vec<(T, T)>> {
-    let g = gpu_of(x)?;
-    let bx = x.dev()?;
-    let px = bx.ptr();
-    let (n, c, s) = dims(d);
-    pairs(g, d.c, |pm, ps| {
-        if d.c == 0 || d.per_channel() == 0 {
-            return Ok(());
-        }
-        g.launch_grid::<T>(
-            "batchnorm",
-            "bn_stats",
-            channel_grid(d),
-            &[arg(&px), arg(&pm), arg(&ps), arg(&n), arg(&c), arg(&s)],
-        )
+/// A device pointer, or 0 for an absent tensor (the kernel's flags say which are given).
+fn ptr_of<T: Float>(t: Option<&Tensor<T>>) -> Result<u64> {
+    Ok(match t {
+        Some(t) => t.dev()?.ptr(),
+        None => 0,
     })
 }
 
-/// `(x - mean[c]) * scale[c] + shift[c]`.
-pub(super) fn normalize<T: Float>(x: &Tensor<T>, d: BnDims, mean: &[T], scale: &[T], shift: &[T]) -> Result<Tensor<T>> {
+/// The per-channel vectors a forward normalised with, kept for the backward: one buffer of
+/// `4C` values, `[mean | invstd | scale | shift]`.
+pub(super) struct DevStats<T: Float> {
+    buf: DevBuf<T>,
+}
+
+/// The forward: `y` and the statistics it used. In training the batch statistics (the
+/// running ones blended in place, unless the input is empty); in eval the running statistics.
+pub(super) fn forward<T: Float>(x: &Tensor<T>, d: BnDims, a: &BnArgs<'_, T>) -> Result<(Tensor<T>, DevStats<T>)> {
     let g = gpu_of(x)?;
-    let bx = x.dev()?;
-    let (_params, p) = g.upload_parts(&[mean, scale, shift])?;
-    let out = g.alloc::<T>(x.numel())?;
-    let (px, po, pm, pk, pb) = (bx.ptr(), out.ptr(), p[0], p[1], p[2]);
     let (n, c, s) = dims(d);
+    let stats = g.alloc::<T>(4 * d.c)?;
+    let m = d.per_channel();
+    let update = a.training && m > 0;
+    if d.c > 0 {
+        let flags = flag(a.training, TRAINING)
+            | flag(a.weight.is_some(), WEIGHT)
+            | flag(a.bias.is_some(), BIAS)
+            | flag(update && a.running_mean.is_some(), RUNNING_MEAN)
+            | flag(update && a.running_var.is_some(), RUNNING_VAR);
+        let np = if a.training && m > 0 { parts(d) } else { 0 };
+        let part = g.alloc::<T>(2 * d.c * np)?;
+        if np > 0 {
+            let (px, pp, npi) = (x.dev()?.ptr(), part.ptr(), np as i64);
+            g.launch_grid::<T>(
+                "batchnorm",
+                "bn_stats_partial",
+                (d.c * np).min(65_535) as u32,
+                &[arg(&px), arg(&pp), arg(&n), arg(&c), arg(&s), arg(&npi)],
+            )?;
+        }
+        let (pw, pb) = (ptr_of(a.weight)?, ptr_of(a.bias)?);
+        let (prm, prv) = (ptr_of(a.running_mean)?, ptr_of(a.running_var)?);
+        let (pp, po, npi) = (part.ptr(), stats.ptr(), np as i64);
+        let (eps, mom) = (T::from_f64(a.eps), T::from_f64(a.momentum));
+        g.launch::<T>(
+            "batchnorm",
+            "bn_params",
+            d.c,
+            &[
+                arg(&pp),
+                arg(&pw),
+                arg(&pb),
+                arg(&prm),
+                arg(&prv),
+                arg(&po),
+                arg(&n),
+                arg(&c),
+                arg(&s),
+                arg(&npi),
+                float_arg(&eps),
+                float_arg(&mom),
+                arg(&flags),
+            ],
+        )?;
+        if update {
+            // The kernel wrote them: bump their versions, as any in-place update does.
+            for t in [a.running_mean, a.running_var].into_iter().flatten() {
+                t.update_in_place_dev(|_| Ok(()))?;
+            }
+        }
+    }
+    let out = normalize(g, x, d, &stats)?;
+    Ok((out, DevStats { buf: stats }))
+}
+
+/// `y = (x - mean[c]) * scale[c] + shift[c]` with the vectors of `stats`.
+fn normalize<T: Float>(g: &'static Gpu, x: &Tensor<T>, d: BnDims, stats: &DevBuf<T>) -> Result<Tensor<T>> {
+    let out = g.alloc::<T>(x.numel())?;
     if x.numel() > 0 {
+        let px = x.dev()?.ptr();
+        let at = |i: usize| stats.ptr() + (i * d.c * size_of::<T>()) as u64;
+        let (po, pm, pk, pb) = (out.ptr(), at(0), at(2), at(3));
+        let (n, c, s) = dims(d);
         g.launch::<T>(
             "batchnorm",
             "bn_normalize",
@@ -74,85 +144,104 @@ pub(super) fn normalize<T: Float>(x: &Tensor<T>, d: BnDims, mean: &[T], scale: &
     Ok(Tensor::from_dev(out, x.shape().to_vec()))
 }
 
-/// Per channel: (sum g, invstd * sum g (x - mean)).
-pub(super) fn grad_sums<T: Float>(
-    x: &Tensor<T>,
-    gy: &Tensor<T>,
-    d: BnDims,
-    mean: &[T],
-    invstd: &[T],
-) -> Result<Vec<(T, T)>> {
-    let g = gpu_of(x)?;
-    let (bx, bg) = (x.dev()?, gy.dev()?);
-    let (_params, p) = g.upload_parts(&[mean, invstd])?;
-    let (px, pg, pm, pr) = (bx.ptr(), bg.ptr(), p[0], p[1]);
-    let (n, c, s) = dims(d);
-    pairs(g, d.c, |pa, pb| {
-        if d.c == 0 || d.per_channel() == 0 {
-            return Ok(());
-        }
-        g.launch_grid::<T>(
-            "batchnorm",
-            "bn_grad_sums",
-            channel_grid(d),
-            &[
-                arg(&px),
-                arg(&pg),
-                arg(&pm),
-                arg(&pr),
-                arg(&pa),
-                arg(&pb),
-                arg(&n),
-                arg(&c),
-                arg(&s),
-            ],
-        )
-    })
+/// What the backward should produce.
+pub(super) struct Wanted {
+    pub dx: bool,
+    pub dw: bool,
+    pub db: bool,
 }
 
-/// dx = k (g - a - (x - mean) invstd b) with per-channel (a, b) = `coefs`, or k g without.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn grad_input<T: Float>(
+/// (dx, dw, db), each only if wanted.
+type Grads<T> = (Option<Tensor<T>>, Option<Tensor<T>>, Option<Tensor<T>>);
+
+/// The backward from the forward's `stats`; `weight` is the forward's weight, if any.
+pub(super) fn backward<T: Float>(
     x: &Tensor<T>,
     gy: &Tensor<T>,
+    weight: Option<&Tensor<T>>,
+    stats: &DevStats<T>,
     d: BnDims,
-    mean: &[T],
-    invstd: &[T],
-    k: &[T],
-    coefs: Option<&[(T, T)]>,
-) -> Result<Tensor<T>> {
+    training: bool,
+    want: Wanted,
+) -> Result<Grads<T>> {
     let g = gpu_of(x)?;
-    let (bx, bg) = (x.dev()?, gy.dev()?);
-    let (ca, cb): (Vec<T>, Vec<T>) = match coefs {
-        Some(ab) => ab.iter().copied().unzip(),
-        None => (vec![T::ZERO; d.c], vec![T::ZERO; d.c]),
-    };
-    let (_params, p) = g.upload_parts(&[mean, invstd, k, &ca, &cb])?;
-    let out = g.alloc::<T>(x.numel())?;
-    let (px, pg, po) = (bx.ptr(), bg.ptr(), out.ptr());
-    let (pm, pr, pk, pa, pb) = (p[0], p[1], p[2], p[3], p[4]);
     let (n, c, s) = dims(d);
-    let has = i64::from(coefs.is_some());
-    if x.numel() > 0 {
+    let vec_c =
+        |wanted: bool| -> Result<Option<DevBuf<T>>> { Ok(if wanted { Some(g.alloc::<T>(d.c)?) } else { None }) };
+    let (dw, db) = (vec_c(want.dw)?, vec_c(want.db)?);
+    let coef = g.alloc::<T>(3 * d.c)?;
+    let need_sums = want.dw || want.db || (want.dx && training);
+    let np = if need_sums && d.per_channel() > 0 { parts(d) } else { 0 };
+    let part = g.alloc::<T>(2 * d.c * np)?;
+    if d.c > 0 {
+        let (px, pg, pst) = (x.dev()?.ptr(), gy.dev()?.ptr(), stats.buf.ptr());
+        let (pp, npi) = (part.ptr(), np as i64);
+        if np > 0 {
+            g.launch_grid::<T>(
+                "batchnorm",
+                "bn_grad_partial",
+                (d.c * np).min(65_535) as u32,
+                &[
+                    arg(&px),
+                    arg(&pg),
+                    arg(&pst),
+                    arg(&pp),
+                    arg(&n),
+                    arg(&c),
+                    arg(&s),
+                    arg(&npi),
+                ],
+            )?;
+        }
+        let pw = ptr_of(weight)?;
+        let (pdw, pdb) = (dw.as_ref().map_or(0, |b| b.ptr()), db.as_ref().map_or(0, |b| b.ptr()));
+        let pc = coef.ptr();
+        let flags = flag(training, TRAINING) | flag(weight.is_some(), WEIGHT);
         g.launch::<T>(
             "batchnorm",
-            "bn_grad_input",
-            x.numel(),
+            "bn_grad_params",
+            d.c,
             &[
-                arg(&px),
-                arg(&pg),
-                arg(&pm),
-                arg(&pr),
-                arg(&pk),
-                arg(&pa),
-                arg(&pb),
-                arg(&po),
+                arg(&pp),
+                arg(&pst),
+                arg(&pw),
+                arg(&pdw),
+                arg(&pdb),
+                arg(&pc),
                 arg(&n),
                 arg(&c),
                 arg(&s),
-                arg(&has),
+                arg(&npi),
+                arg(&flags),
             ],
         )?;
     }
-    Ok(Tensor::from_dev(out, x.shape().to_vec()))
+    let dx = if want.dx {
+        let out = g.alloc::<T>(x.numel())?;
+        if x.numel() > 0 {
+            let (px, pg, pst, pc, po) = (x.dev()?.ptr(), gy.dev()?.ptr(), stats.buf.ptr(), coef.ptr(), out.ptr());
+            let tr = i64::from(training);
+            g.launch::<T>(
+                "batchnorm",
+                "bn_grad_input",
+                x.numel(),
+                &[
+                    arg(&px),
+                    arg(&pg),
+                    arg(&pst),
+                    arg(&pc),
+                    arg(&po),
+                    arg(&n),
+                    arg(&c),
+                    arg(&s),
+                    arg(&tr),
+                ],
+            )?;
+        }
+        Some(Tensor::from_dev(out, x.shape().to_vec()))
+    } else {
+        None
+    };
+    let vec_t = |b: Option<DevBuf<T>>| b.map(|b| Tensor::from_dev(b, vec![d.c]));
+    Ok((dx, vec_t(dw), vec_t(db)))
 }

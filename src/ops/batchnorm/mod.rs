@@ -52,8 +52,16 @@ struct BatchNormBackward<T: Float> {
     has_weight: bool,
     has_bias: bool,
     /// Per channel: the mean and 1/sqrt(var + eps) used to normalise (batch or running).
-    mean: Vec<T>,
-    invstd: Vec<T>,
+    stats: SavedStats<T>,
+}
+
+/// The per-channel statistics a forward normalised with, where its device keeps them.
+enum SavedStats<T: Float> {
+    /// The CPU path: host vectors (mean, invstd).
+    Host { mean: Vec<T>, invstd: Vec<T> },
+    /// The CUDA path: a device buffer that never leaves the GPU.
+    #[cfg(feature = "cuda")]
+    Dev(cuda::DevStats<T>),
 }
 
 impl<T: Float> Backward<T> for BatchNormBackward<T> {
@@ -70,22 +78,35 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
         let (need_x, need_w, need_b) = (x_in.is_requires_grad(), needs(w_in), needs(b_in));
 
         let x = self.x.get(OP)?;
-        // k = w * invstd per channel.
+        let (mean, invstd) = match &self.stats {
+            SavedStats::Host { mean, invstd } => (mean, invstd),
+            #[cfg(feature = "cuda")]
+            SavedStats::Dev(stats) => {
+                let weight = self.weight.as_ref().map(|w| w.get(OP)).transpose()?;
+                let want = cuda::Wanted {
+                    dx: need_x,
+                    dw: need_w,
+                    db: need_b,
+                };
+                let (dx, dw, db) = cuda::backward(x, g, weight, stats, d, self.training, want)?;
+                let mut grads = vec![dx];
+                if self.has_weight {
+                    grads.push(dw);
+                }
+                if self.has_bias {
+                    grads.push(db);
+                }
+                return Ok(grads);
+            }
+        };
+        // The CPU path: per-channel vectors on the host. k = w * invstd per channel.
         let k: Vec<T> = match &self.weight {
-            Some(w) => w
-                .get(OP)?
-                .to_vec()?
-                .iter()
-                .zip(&self.invstd)
-                .map(|(&w, &r)| w * r)
-                .collect(),
-            None => self.invstd.clone(),
+            Some(w) => w.get(OP)?.to_vec()?.iter().zip(invstd).map(|(&w, &r)| w * r).collect(),
+            None => invstd.clone(),
         };
         // Pass 1: per-channel (sum dy, sum dy * xhat), needed by dw, db and the training dx.
         let sums = if need_w || need_b || (need_x && self.training) {
-            on_device!(g.device(),
-                cuda => cuda::grad_sums(x, g, d, &self.mean, &self.invstd)?,
-                cpu => cpu::grad_sums(d, &x.values()?, &g.values()?, &self.mean, &self.invstd))
+            cpu::grad_sums(d, &x.values()?, &g.values()?, mean, invstd)
         } else {
             Vec::new()
         };
@@ -95,12 +116,8 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
             let coefs: Option<Vec<(T, T)>> = self
                 .training
                 .then(|| sums.iter().map(|&(sg, sgx)| (sg / m, sgx / m)).collect());
-            Some(on_device!(g.device(),
-            cuda => cuda::grad_input(x, g, d, &self.mean, &self.invstd, &k, coefs.as_deref())?,
-            cpu => {
-                let data = cpu::grad_input(d, &x.values()?, &g.values()?, &self.mean, &self.invstd, &k, coefs.as_deref());
-                Tensor::from_cpu(data, x_in.shape().to_vec())
-            }))
+            let data = cpu::grad_input(d, &x.values()?, &g.values()?, mean, invstd, &k, coefs.as_deref());
+            Some(Tensor::from_cpu(data, x_in.shape().to_vec()))
         } else {
             None
         };
@@ -115,6 +132,22 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
         }
         Ok(grads)
     }
+}
+
+/// The running statistics and affine parameters of a batch norm call, as passed.
+#[derive(Clone, Copy)]
+struct BnArgs<'a, T: Float> {
+    running_mean: Option<&'a Tensor<T>>,
+    running_var: Option<&'a Tensor<T>>,
+    weight: Option<&'a Tensor<T>>,
+    bias: Option<&'a Tensor<T>>,
+    training: bool,
+    momentum: f64,
+    eps: f64,
+}
+
+fn missing_running_stats() -> Error {
+    Error::invalid(OP, "running_mean and running_var are required when training is false")
 }
 
 /// `Err` unless `t` is a `[c]` vector on `device`.
@@ -179,16 +212,60 @@ impl<T: Float> Tensor<T> {
         eps: f64,
     ) -> Result<Tensor<T>> {
         let d = self.check_batch_norm_args([running_mean, running_var, weight, bias], training, momentum, eps)?;
-        let stats = if training {
-            self.batch_stats(d, eps)?
-        } else {
-            let (Some(rm), Some(rv)) = (running_mean, running_var) else {
-                return Err(Error::invalid(
-                    OP,
-                    "running_mean and running_var are required when training is false",
-                ));
-            };
-            Stats::running(rm, rv, eps)?
+        if !training && (running_mean.is_none() || running_var.is_none()) {
+            return Err(missing_running_stats());
+        }
+        let args = BnArgs {
+            running_mean,
+            running_var,
+            weight,
+            bias,
+            training,
+            momentum,
+            eps,
+        };
+        let mut inputs: Vec<&Tensor<T>> = vec![self];
+        inputs.extend(weight);
+        inputs.extend(bias);
+        let saved = |stats| BatchNormBackward {
+            dims: d,
+            training,
+            x: Saved::new(self),
+            weight: weight.map(Saved::new),
+            has_weight: weight.is_some(),
+            has_bias: bias.is_some(),
+            stats,
+        };
+        #[cfg(feature = "cuda")]
+        if matches!(self.device(), crate::Device::Cuda(_)) {
+            let (out, stats) = cuda::forward(self, d, &args)?;
+            return record(out, &inputs, saved(SavedStats::Dev(stats)));
+        }
+        self.batch_norm_cpu(d, &args, inputs, saved)
+    }
+
+    /// The CPU path of [`batch_norm`](Self::batch_norm), after its checks: statistics and
+    /// per-channel vectors on the host.
+    fn batch_norm_cpu(
+        &self,
+        d: BnDims,
+        a: &BnArgs<'_, T>,
+        inputs: Vec<&Tensor<T>>,
+        saved: impl FnOnce(SavedStats<T>) -> BatchNormBackward<T>,
+    ) -> Result<Tensor<T>> {
+        let BnArgs {
+            running_mean,
+            running_var,
+            weight,
+            bias,
+            training,
+            momentum,
+            eps,
+        } = *a;
+        let stats = match (training, running_mean, running_var) {
+            (true, _, _) => self.batch_stats(d, eps)?,
+            (false, Some(rm), Some(rv)) => Stats::running(rm, rv, eps)?,
+            (false, _, _) => return Err(missing_running_stats()),
         };
 
         // Per channel: y = (x - mean) * scale + shift, with scale = w * invstd and shift = b.
@@ -200,24 +277,18 @@ impl<T: Float> Tensor<T> {
             Some(b) => b.to_vec()?,
             None => vec![T::ZERO; d.c],
         };
-        let out = on_device!(self.device(),
-            cuda => cuda::normalize(self, d, &stats.mean, &scale, &shift)?,
-            cpu => Tensor::from_cpu(cpu::normalize(d, &self.values()?, &stats.mean, &scale, &shift), self.shape().to_vec()));
-
-        let mut inputs: Vec<&Tensor<T>> = vec![self];
-        inputs.extend(weight);
-        inputs.extend(bias);
-        let bw = BatchNormBackward {
-            dims: d,
-            training,
-            x: Saved::new(self),
-            weight: weight.map(Saved::new),
-            has_weight: weight.is_some(),
-            has_bias: bias.is_some(),
-            mean: stats.mean.clone(),
-            invstd: stats.invstd.clone(),
-        };
-        let out = record(out, &inputs, bw)?;
+        let out = Tensor::from_cpu(
+            cpu::normalize(d, &self.values()?, &stats.mean, &scale, &shift),
+            self.shape().to_vec(),
+        );
+        let out = record(
+            out,
+            &inputs,
+            saved(SavedStats::Host {
+                mean: stats.mean.clone(),
+                invstd: stats.invstd.clone(),
+            }),
+        )?;
 
         // Running statistics, updated in place after every read of the inputs above (no read
         // guard is held here, so a running stat sharing storage with an input cannot deadlock).
@@ -280,9 +351,7 @@ impl<T: Float> Tensor<T> {
 
     /// The batch's per-channel statistics (training mode).
     fn batch_stats(&self, d: BnDims, eps: f64) -> Result<Stats<T>> {
-        let sums = on_device!(self.device(),
-            cuda => cuda::channel_stats(self, d)?,
-            cpu => cpu::channel_stats(d, &self.values()?));
+        let sums = cpu::channel_stats(d, &self.values()?);
         let m = d.per_channel();
         let (mt, m1) = (T::from_usize(m), T::from_usize(m.saturating_sub(1)));
         Ok(Stats {
