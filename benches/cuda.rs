@@ -10,7 +10,8 @@
 //!
 //! - full mode (a GPU, run by scripts/gpu-check.sh): GEMM GFLOP/s through matmul (f32, f64,
 //!   n = 1024..8192), and the steps of ResNet-20 (28x28x1, batch 128) and ResNet-50 (224x224x3,
-//!   batch 32, 1000 classes) with their median time; PyTorch's are in scripts/gpu_torch_bench.py;
+//!   batch 32, 1000 classes) with their median time, TF32 off and on; PyTorch's are in
+//!   scripts/gpu_torch_bench.py;
 //! - `--short` (or `SMALLGRAD_BENCH_SHORT=1`; the simulator in CI): small batches and inputs
 //!   (the counts do not depend on the image size), and no timing worth reading.
 //!
@@ -138,21 +139,29 @@ fn main() {
     for n in [1024, 2048, 4096, 8192] {
         println!("| {n} | {:.0} | {:.0} |", gemm::<f32>(dev, n), gemm::<f64>(dev, n));
     }
-    let (t20, c20) = step(dev, "resnet20", &*resnet20(), &[128, 1, 28, 28], 10, 20);
-    let (t50, c50) = step(dev, "resnet50", &*resnet_50(), &[32, 3, 224, 224], 1000, 5);
     println!();
-    println!("| training step (f32) | ms (median) | images/s |");
-    println!("|---|---:|---:|");
-    println!(
-        "| ResNet-20, 28x28x1, batch 128 | {:.2} | {:.0} |",
-        t20 * 1e3,
-        128.0 / t20
-    );
-    println!(
-        "| ResNet-50, 224x224x3, batch 32 | {:.1} | {:.0} |",
-        t50 * 1e3,
-        32.0 / t50
-    );
+    println!("| training step (f32) | TF32 | ms (median) | images/s |");
+    println!("|---|---|---:|---:|");
+    let mut lines = Vec::new();
+    for tf32 in [false, true] {
+        smallgrad::cuda::set_tf32(dev, tf32).unwrap();
+        let on = if tf32 { "on" } else { "off" };
+        let (t20, c20) = step(dev, "resnet20", &*resnet20(), &[128, 1, 28, 28], 10, 20);
+        let (t50, c50) = step(dev, "resnet50", &*resnet_50(), &[32, 3, 224, 224], 1000, 5);
+        println!(
+            "| ResNet-20, 28x28x1, batch 128 | {on} | {:.2} | {:.0} |",
+            t20 * 1e3,
+            128.0 / t20
+        );
+        println!(
+            "| ResNet-50, 224x224x3, batch 32 | {on} | {:.1} | {:.0} |",
+            t50 * 1e3,
+            32.0 / t50
+        );
+        lines = vec![c20, c50];
+    }
+    smallgrad::cuda::set_tf32(dev, false).unwrap();
+    let (c20, c50) = (&lines[0], &lines[1]);
     println!("\n{c20}\n{c50}");
     let s = smallgrad::cuda::memory_stats(dev).unwrap();
     println!(

@@ -46,26 +46,29 @@ def step_time(model, shape, classes, reps):
 
 
 def main():
-    torch.backends.cuda.matmul.allow_tf32 = False  # smallgrad's f32 GEMM is plain f32
+    torch.backends.cuda.matmul.allow_tf32 = False  # the GEMM table: plain f32, as smallgrad's default
     torch.backends.cudnn.allow_tf32 = False
-    print(f"# PyTorch {torch.__version__} on {torch.cuda.get_device_name(0)} (TF32 off)")
+    print(f"# PyTorch {torch.__version__} on {torch.cuda.get_device_name(0)} (GEMMs with TF32 off)")
     print("| GEMM n | f32 GFLOP/s | f64 GFLOP/s |")
     print("|---:|---:|---:|")
     for n in (1024, 2048, 4096, 8192):
         print(f"| {n} | {gemm(n, torch.float32):.0f} | {gemm(n, torch.float64):.0f} |")
-    t20 = step_time(ResNet20(), (128, 1, 28, 28), 10, 20)
     print()
-    print("| training step (f32) | ms (median) | images/s |")
-    print("|---|---:|---:|")
-    print(f"| ResNet-20, 28x28x1, batch 128 | {t20 * 1e3:.2f} | {128 / t20:.0f} |")
-    try:
-        import torchvision
+    print("| training step (f32) | TF32 | ms (median) | images/s |")
+    print("|---|---|---:|---:|")
+    for tf32 in (False, True):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        on = "on" if tf32 else "off"
+        t20 = step_time(ResNet20(), (128, 1, 28, 28), 10, 20)
+        print(f"| ResNet-20, 28x28x1, batch 128 | {on} | {t20 * 1e3:.2f} | {128 / t20:.0f} |")
+        try:
+            import torchvision
 
-        t50 = step_time(torchvision.models.resnet50(), (32, 3, 224, 224), 1000, 5)
-        print(f"| ResNet-50, 224x224x3, batch 32 | {t50 * 1e3:.1f} | {32 / t50:.0f} |")
-    except ImportError:
-        print("| ResNet-50, 224x224x3, batch 32 | (torchvision not installed) | |")
-
+            t50 = step_time(torchvision.models.resnet50(), (32, 3, 224, 224), 1000, 5)
+            print(f"| ResNet-50, 224x224x3, batch 32 | {on} | {t50 * 1e3:.1f} | {32 / t50:.0f} |")
+        except ImportError:
+            print(f"| ResNet-50, 224x224x3, batch 32 | {on} | (torchvision not installed) | |")
 
 if __name__ == "__main__":
     main()

@@ -337,6 +337,124 @@ fn works_from_threads_that_have_no_context() {
     assert_eq!(h.join().unwrap().unwrap(), vec![2.0; 10]);
 }
 
+/// TF32 is an explicit opt-in: off by default; on, f32 products round their inputs to TF32
+/// (errors near 1e-3, where full f32 stays near 1e-6); f64 products are never affected; off
+/// again, full f32 comes back. In its own process: the switch is per device, for every thread.
+#[test]
+fn tf32_is_opt_in_and_only_for_f32() {
+    child_test("tf32_is_opt_in_and_only_for_f32", true, &[&[]], || {
+        let dev = Device::Cuda(0);
+        let mut rng = Rng::new(11);
+        let (a, b) = (normal(&[48, 64], &mut rng), normal(&[64, 40], &mut rng));
+        let want = a.matmul(&b).unwrap().to_vec().unwrap();
+        let worst = |got: &[f64]| {
+            got.iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
+                .fold(0.0, f64::max)
+        };
+        let f32_err = || {
+            let (a, b) = (to_f32(&a).to_device(dev).unwrap(), to_f32(&b).to_device(dev).unwrap());
+            let c = a.matmul(&b).unwrap().to_vec().unwrap();
+            worst(&c.iter().map(|&v| f64::from(v)).collect::<Vec<_>>())
+        };
+        let f64_bits = || {
+            let (a, b) = (a.to_device(dev).unwrap(), b.to_device(dev).unwrap());
+            a.matmul(&b).unwrap().to_vec().unwrap()
+        };
+        assert!(!smallgrad::cuda::tf32(dev).unwrap(), "TF32 must be off by default");
+        let (full, f64_before) = (f32_err(), f64_bits());
+        smallgrad::cuda::set_tf32(dev, true).unwrap();
+        let (tf32, f64_tf32) = (f32_err(), f64_bits());
+        smallgrad::cuda::set_tf32(dev, false).unwrap();
+        let back = f32_err();
+        assert!(full < 1e-5, "full f32: {full}");
+        assert!(tf32 > 1e-4 && tf32 < 2e-2, "TF32 should cost about 1e-3: {tf32}");
+        assert_eq!(back, full, "TF32 off again gives full f32 again");
+        assert_eq!(f64_tf32, f64_before, "f64 products must not change under TF32");
+    });
+}
+
+/// What one warm training step asks of the driver, by smallgrad's own counters (the same on a
+/// GPU and on the simulator): the input batch uploaded in the step, forward, the seed's loss,
+/// backward, SGD, and the caller's `loss.item()`.
+fn warm_step_counts(batch: usize) -> smallgrad::cuda::Counters {
+    let dev = Device::Cuda(0);
+    let model = tiny_resnet(dev).unwrap();
+    let mut opt = Sgd::new(
+        model.parameters(),
+        SgdConfig {
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut rng = Rng::new(3);
+    let x_host = to_f32(&normal(&[batch, 1, 12, 12], &mut rng));
+    let y = targets(batch, 10, &mut rng);
+    let mut step = || -> Result<f32> {
+        let x = x_host.to_device(dev)?;
+        opt.zero_grad();
+        let loss = CosineLoss::default().forward(&model.forward(&x)?, &y)?;
+        loss.backward()?;
+        opt.step()?;
+        loss.item()
+    };
+    for _ in 0..2 {
+        step().unwrap(); // warm-up: momentum buffers, the allocator's cache, the upload slots
+    }
+    let before = smallgrad::cuda::counters(dev).unwrap();
+    step().unwrap();
+    let after = smallgrad::cuda::counters(dev).unwrap();
+    let d = |f: fn(&smallgrad::cuda::Counters) -> u64| f(&after) - f(&before);
+    smallgrad::cuda::Counters {
+        launches: d(|c| c.launches),
+        cublas_calls: d(|c| c.cublas_calls),
+        synchronizations: d(|c| c.synchronizations),
+        h2d_copies: d(|c| c.h2d_copies),
+        h2d_bytes: d(|c| c.h2d_bytes),
+        d2h_copies: d(|c| c.d2h_copies),
+        d2h_bytes: d(|c| c.d2h_bytes),
+        d2d_copies: d(|c| c.d2d_copies),
+        d2d_bytes: d(|c| c.d2d_bytes),
+        memsets: d(|c| c.memsets),
+        device_allocs: d(|c| c.device_allocs),
+        device_frees: d(|c| c.device_frees),
+    }
+}
+
+/// A warm ResNet-20 training step never waits for the GPU before its end: exactly one
+/// synchronisation and one device-to-host copy (the caller's `loss.item()`), two host-to-device
+/// copies (the input batch and the targets, neither waited for), no `cuMemAlloc`; and the
+/// numbers of kernel launches and cuBLAS calls do not grow with the batch. In its own process,
+/// so that no other test's calls are counted.
+#[test]
+fn a_warm_training_step_waits_for_the_gpu_once() {
+    child_test(
+        "a_warm_training_step_waits_for_the_gpu_once",
+        false,
+        &[&[("CUDA_SIM_SCHEDULES", "1"), ("CUDA_SIM_RACECHECK", "0")]],
+        || {
+            let (a, b) = (warm_step_counts(2), warm_step_counts(5));
+            for (batch, c) in [(2, &a), (5, &b)] {
+                println!("warm ResNet-20 step, batch {batch}: {c:?}");
+                assert_eq!(c.synchronizations, 1, "batch {batch}: synchronisations, {c:?}");
+                assert_eq!(c.d2h_copies, 1, "batch {batch}: device-to-host copies, {c:?}");
+                assert_eq!(c.d2h_bytes, 4, "batch {batch}: the f32 loss is the one read, {c:?}");
+                assert_eq!(c.h2d_copies, 2, "batch {batch}: host-to-device copies, {c:?}");
+                assert_eq!(c.device_allocs, 0, "batch {batch}: cuMemAlloc calls, {c:?}");
+            }
+            // The input (4 bytes per pixel) and the targets (8 bytes each) are all that cross.
+            assert_eq!(a.h2d_bytes, 2 * (144 * 4 + 8), "{a:?}");
+            assert_eq!(b.h2d_bytes, 5 * (144 * 4 + 8), "{b:?}");
+            assert_eq!(a.cublas_calls, b.cublas_calls, "cuBLAS calls grow with the batch");
+            assert_eq!(a.launches, b.launches, "launches grow with the batch");
+        },
+    );
+}
+
 #[test]
 fn smallgrads_counters_agree_with_the_drivers() {
     let outs = child_test("smallgrads_counters_agree_with_the_drivers", true, &[&[]], || {

@@ -31,6 +31,9 @@ pub(crate) use memory::DevBuf;
 
 /// Threads per block of the launches (a power of two: the block reductions need it).
 pub(crate) const BLOCK: u32 = 256;
+/// Shortest contiguous row that softmax and norm give a block of its own (shorter rows run a
+/// thread per row: for ten-class logits that is faster).
+pub(crate) const ROW_BLOCK_MIN: usize = 64;
 /// Grid-size cap: kernels loop (grid-stride), so more blocks than this gain nothing.
 const MAX_GRID: usize = 65_536;
 
@@ -302,6 +305,25 @@ pub mod public {
             device_allocs: r(&c.allocs),
             device_frees: r(&c.frees),
         })
+    }
+
+    /// Lets f32 matrix products on `device` (matmul, convolutions, linear layers) use TF32
+    /// tensor cores (`CUBLAS_TF32_TENSOR_OP_MATH`), or turns that off again. Off by default.
+    ///
+    /// Precision: TF32 rounds each f32 input of a product to a 10-bit mantissa (relative error
+    /// up to about 5e-4 per input, against 6e-8 for f32) and accumulates in f32, so results
+    /// differ from the CPU's at the 1e-3 level; worth it for training speed on Ampere and
+    /// later GPUs (PyTorch's `torch.backends.cuda.matmul.allow_tf32`), never for checking
+    /// gradients. f64 products are never affected.
+    pub fn set_tf32(device: Device, on: bool) -> Result<()> {
+        let g = super::gpu(ordinal(device)?)?;
+        g.drv.tf32.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether f32 products on `device` may use TF32 ([`set_tf32`]).
+    pub fn tf32(device: Device) -> Result<bool> {
+        Ok(super::gpu(ordinal(device)?)?.drv.tf32.load(Ordering::Relaxed))
     }
 
     /// Waits until all queued work on `device` is done (for timing); surfaces asynchronous errors.

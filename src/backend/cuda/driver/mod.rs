@@ -19,7 +19,7 @@ use std::ffi::{CStr, CString, c_int, c_void};
 use std::marker::PhantomData;
 use std::ptr::null_mut;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use sys::*;
 
 /// A driver error as an [`Error`] naming the call, with the driver's own name and description
@@ -134,6 +134,38 @@ struct Staging {
     bytes: usize,
 }
 
+/// The cuBLAS handle and the math mode last set on it.
+struct Blas {
+    handle: BlasHandle,
+    mode: c_int,
+}
+
+/// A pinned host block that small uploads go through, and the event recorded after the copy
+/// out of it: the block may be refilled once the event has completed.
+struct UploadSlot {
+    ptr: *mut c_void,
+    bytes: usize,
+    event: CuEvent,
+}
+
+/// `bytes` of pinned host memory (`cuMemAllocHost`; the context must be current).
+fn alloc_pinned(bytes: usize) -> Result<*mut c_void> {
+    let mut ptr = null_mut();
+    // SAFETY: out-pointer.
+    let r = unsafe { cuMemAllocHost_v2(&mut ptr, bytes) };
+    if r == CUDA_SUCCESS {
+        Ok(ptr)
+    } else {
+        Err(cu_err(&format!("cuMemAllocHost({bytes} bytes)"), r))
+    }
+}
+
+/// Uploads up to this size go through pinned slots and return at once; bigger ones (weights
+/// moved to the GPU, datasets) are copied and waited for.
+pub(crate) const ASYNC_UPLOAD_LIMIT: usize = 4 << 20;
+/// Pinned slots kept; with all of them in flight an upload waits for the oldest.
+const UPLOAD_SLOTS: usize = 8;
+
 pub(crate) struct Driver {
     ctx: CuContext,
     stream: CuStream,
@@ -141,8 +173,12 @@ pub(crate) struct Driver {
     kernels: HashMap<String, [Option<Kernel>; 2]>,
     /// cuBLAS calls on one handle are serialised (a handle must not be used by two threads at
     /// once).
-    blas: Mutex<BlasHandle>,
+    blas: Mutex<Blas>,
+    /// Whether f32 GEMMs may use TF32 tensor cores ([`super::public::set_tf32`]).
+    pub(crate) tf32: AtomicBool,
     staging: Mutex<Staging>,
+    /// Slots of the asynchronous uploads, the next one to try first.
+    uploads: Mutex<(Vec<UploadSlot>, usize)>,
     pub(crate) counters: CallCounters,
 }
 
@@ -193,11 +229,16 @@ impl Driver {
             ctx,
             stream: null_mut(),
             kernels: HashMap::new(),
-            blas: Mutex::new(null_mut()),
+            blas: Mutex::new(Blas {
+                handle: null_mut(),
+                mode: CUBLAS_DEFAULT_MATH,
+            }),
+            tf32: AtomicBool::new(false),
             staging: Mutex::new(Staging {
                 ptr: null_mut(),
                 bytes: 0,
             }),
+            uploads: Mutex::new((Vec::new(), 0)),
             counters: CallCounters::default(),
         };
         match drv.setup() {
@@ -241,7 +282,7 @@ impl Driver {
         blas_check("cublasCreate", unsafe { cublasCreate_v2(&mut h) })?;
         // SAFETY: a live handle and this context's stream.
         blas_check("cublasSetStream", unsafe { cublasSetStream_v2(h, self.stream) })?;
-        *self.blas.get_mut().unwrap_or_else(|e| e.into_inner()) = h;
+        self.blas.get_mut().unwrap_or_else(|e| e.into_inner()).handle = h;
         Ok(())
     }
 
@@ -327,7 +368,12 @@ impl Driver {
                 null_mut(),
             )
         };
-        check(&format!("cuLaunchKernel({name}_{dtype})"), r)
+        if r == CUDA_SUCCESS {
+            Ok(())
+        } else {
+            // The name is formatted only on failure: a launch allocates nothing.
+            Err(cu_err(&format!("cuLaunchKernel({name}_{dtype})"), r))
+        }
     }
 
     pub(crate) fn mem_alloc(&self, bytes: usize) -> Result<u64> {
@@ -355,9 +401,18 @@ impl Driver {
         Ok(())
     }
 
+    /// Copies `bytes` from host memory at `src` to device memory at `dst`. Up to
+    /// [`ASYNC_UPLOAD_LIMIT`] bytes the data is first copied into a pinned slot and the copy to
+    /// the device is queued on the stream, so this returns without waiting for the GPU (a
+    /// training step's input batch and targets); bigger copies wait until done.
+    ///
     /// # Safety
     /// `src` holds `bytes` readable bytes; `dst` is a device allocation of at least `bytes`.
     pub(crate) unsafe fn htod(&self, dst: u64, src: *const u8, bytes: usize) -> Result<()> {
+        if bytes <= ASYNC_UPLOAD_LIMIT {
+            // SAFETY: as the caller promises.
+            return unsafe { self.htod_pinned(dst, src, bytes) };
+        }
         {
             let _bound = self.enter()?;
             bump(&self.counters.h2d, 1);
@@ -369,6 +424,71 @@ impl Driver {
         }
         // The host buffer may be freed once we return: wait for the copy.
         self.synchronize("cuMemcpyHtoDAsync")
+    }
+
+    /// The asynchronous upload: a free (completed) pinned slot of at least `bytes` is filled
+    /// from `src`, its copy to `dst` queued, and its event recorded after it. A slot is free
+    /// when its event has completed; if none is and all [`UPLOAD_SLOTS`] exist, this waits for
+    /// the next slot's event (counted as a synchronisation).
+    ///
+    /// # Safety
+    /// As [`htod`](Self::htod).
+    unsafe fn htod_pinned(&self, dst: u64, src: *const u8, bytes: usize) -> Result<()> {
+        let mut guard = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        let (slots, next) = &mut *guard;
+        let _bound = self.enter()?;
+        let want = bytes.next_power_of_two().max(1 << 12);
+        // SAFETY (event calls): events created below, live as long as the driver.
+        let done = |s: &UploadSlot| unsafe { cuEventQuery(s.event) } == CUDA_SUCCESS;
+        let n = slots.len();
+        let free = (0..n)
+            .map(|k| (*next + k) % n.max(1))
+            .find(|&i| slots[i].bytes >= want && done(&slots[i]));
+        let i = match free {
+            Some(i) => i,
+            None if n < UPLOAD_SLOTS => {
+                slots.push(self.new_upload_slot(want)?);
+                n
+            }
+            None => {
+                // Every slot is in flight (or too small): wait for the next one, regrow it.
+                let i = *next % n;
+                bump(&self.counters.syncs, 1);
+                check("cuEventSynchronize", unsafe { cuEventSynchronize(slots[i].event) })?;
+                if slots[i].bytes < want {
+                    let ptr = alloc_pinned(want)?;
+                    // SAFETY: its copy has completed (the event above); nothing else uses it.
+                    unsafe { cuMemFreeHost(slots[i].ptr) };
+                    (slots[i].ptr, slots[i].bytes) = (ptr, want);
+                }
+                i
+            }
+        };
+        *next = (i + 1) % slots.len();
+        let slot = &slots[i];
+        bump(&self.counters.h2d, 1);
+        bump(&self.counters.h2d_bytes, bytes as u64);
+        // SAFETY: the slot holds >= `bytes` and no copy out of it is pending (its event has
+        // completed); `src` and `dst` as the caller promises.
+        unsafe { std::ptr::copy_nonoverlapping(src, slot.ptr.cast::<u8>(), bytes) };
+        check("cuMemcpyHtoDAsync", unsafe {
+            cuMemcpyHtoDAsync_v2(dst, slot.ptr, bytes, self.stream)
+        })?;
+        check("cuEventRecord", unsafe { cuEventRecord(slot.event, self.stream) })
+    }
+
+    /// A pinned block of `bytes` and its event (context current).
+    fn new_upload_slot(&self, bytes: usize) -> Result<UploadSlot> {
+        let mut event = null_mut();
+        // SAFETY: out-pointer.
+        check("cuEventCreate", unsafe {
+            cuEventCreate(&mut event, CU_EVENT_DISABLE_TIMING)
+        })?;
+        Ok(UploadSlot {
+            ptr: alloc_pinned(bytes)?,
+            bytes,
+            event,
+        })
     }
 
     /// Copies `bytes` from device memory at `src` to `dst`, through the pinned staging buffer:
@@ -440,8 +560,20 @@ impl Driver {
     /// The pointers are device buffers sized for `g`.
     pub(crate) unsafe fn gemm<T: Float>(&self, g: &ColMajorGemm, a: u64, b: u64, c: u64) -> Result<()> {
         let op = |t: bool| if t { CUBLAS_OP_T } else { CUBLAS_OP_N };
-        let h = self.blas.lock().unwrap_or_else(|e| e.into_inner());
+        let mut blas = self.blas.lock().unwrap_or_else(|e| e.into_inner());
         let _bound = self.enter()?;
+        // TF32 only ever for f32, and only when asked for.
+        let mode = if T::DTYPE == "f32" && self.tf32.load(Ordering::Relaxed) {
+            CUBLAS_TF32_TENSOR_OP_MATH
+        } else {
+            CUBLAS_DEFAULT_MATH
+        };
+        if blas.mode != mode {
+            // SAFETY: a live handle, used under its mutex.
+            blas_check("cublasSetMathMode", unsafe { cublasSetMathMode(blas.handle, mode) })?;
+            blas.mode = mode;
+        }
+        let h = &blas.handle;
         bump(&self.counters.cublas, 1);
         let status = if T::DTYPE == "f32" {
             let (alpha, beta) = (1.0f32, g.beta as f32);

@@ -21,10 +21,13 @@ pub(crate) type CuContext = *mut c_void;
 pub(crate) type CuModule = *mut c_void;
 pub(crate) type CuFunction = *mut c_void;
 pub(crate) type CuStream = *mut c_void;
+pub(crate) type CuEvent = *mut c_void;
 pub(crate) type BlasHandle = *mut c_void;
 
 pub(crate) const CUDA_SUCCESS: CuResult = 0;
 pub(crate) const CUDA_ERROR_OUT_OF_MEMORY: CuResult = 2;
+/// `cuEventCreate` flag: no timing (cheaper to record and query).
+pub(crate) const CU_EVENT_DISABLE_TIMING: c_uint = 2;
 /// `cuStreamCreate` flag: no implicit synchronisation with the legacy NULL stream.
 pub(crate) const CU_STREAM_NON_BLOCKING: c_uint = 1;
 /// `CUjit_option` values of `cuModuleLoadDataEx`.
@@ -33,6 +36,10 @@ pub(crate) const CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES: c_int = 4;
 pub(crate) const CU_JIT_ERROR_LOG_BUFFER: c_int = 5;
 pub(crate) const CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES: c_int = 6;
 /// `cublasOperation_t`.
+/// `cublasMath_t`: the default math (full f32 / f64 products).
+pub(crate) const CUBLAS_DEFAULT_MATH: c_int = 0;
+/// `cublasMath_t`: f32 products on tensor cores with inputs rounded to TF32.
+pub(crate) const CUBLAS_TF32_TENSOR_OP_MATH: c_int = 3;
 pub(crate) const CUBLAS_OP_N: c_int = 0;
 pub(crate) const CUBLAS_OP_T: c_int = 1;
 /// `cublasStatus_t` values smallgrad tells apart.
@@ -82,12 +89,17 @@ unsafe extern "C" {
     pub(crate) fn cuMemcpyDtoHAsync_v2(dst: *mut c_void, src: CuDevicePtr, bytes: usize, s: CuStream) -> CuResult;
     pub(crate) fn cuMemcpyDtoDAsync_v2(dst: CuDevicePtr, src: CuDevicePtr, bytes: usize, s: CuStream) -> CuResult;
     pub(crate) fn cuMemsetD8Async(dst: CuDevicePtr, value: u8, count: usize, s: CuStream) -> CuResult;
+    pub(crate) fn cuEventCreate(event: *mut CuEvent, flags: c_uint) -> CuResult;
+    pub(crate) fn cuEventRecord(event: CuEvent, s: CuStream) -> CuResult;
+    pub(crate) fn cuEventQuery(event: CuEvent) -> CuResult;
+    pub(crate) fn cuEventSynchronize(event: CuEvent) -> CuResult;
 }
 
 #[link(name = "cublas")]
 unsafe extern "C" {
     pub(crate) fn cublasCreate_v2(handle: *mut BlasHandle) -> BlasStatus;
     pub(crate) fn cublasSetStream_v2(handle: BlasHandle, stream: CuStream) -> BlasStatus;
+    pub(crate) fn cublasSetMathMode(handle: BlasHandle, mode: c_int) -> BlasStatus;
     pub(crate) fn cublasSgemmStridedBatched(
         handle: BlasHandle,
         transa: c_int,
