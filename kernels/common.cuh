@@ -65,3 +65,20 @@ __device__ T block_sum(T v) {
     __syncthreads();
     return r;
 }
+
+// Block-wide maximum (fmax: a NaN loses to any number, as the CPU kernels' max), fixed tree
+// order like block_sum. Every thread gets the result.
+template <typename T>
+__device__ T block_max(T v) {
+    __shared__ double raw_max[1024];
+    T* sh = reinterpret_cast<T*>(raw_max);
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] = fmax(sh[threadIdx.x], sh[threadIdx.x + s]);
+        __syncthreads();
+    }
+    T r = sh[0];
+    __syncthreads();
+    return r;
+}

@@ -2,6 +2,9 @@
 // chunk of images at once, plus the bias add. The products themselves are cuBLAS GEMMs
 // (src/ops/conv/cuda.rs).
 //
+// A 1x1, stride-1, unpadded convolution needs no im2col: an image [C, H*W] is its own column
+// matrix.
+//
 // Column matrix of one image: rows (ci, ki, kj) = C*R*S, columns (oy, ox) = OH*OW;
 // col[(ci*R + ki)*S + kj][oy*OW + ox] = x[ci][oy*sh + ki - ph][ox*sw + kj - pw] (0 outside).
 #include "common.cuh"
@@ -10,8 +13,11 @@ struct ConvGeom {
     i64 c, h, w, r, s, sh, sw, ph, pw, oh, ow;
 };
 
+// wide = 0: one [K, P] matrix per image, one after the other ([images, K, P]);
+// wide = 1: one [K, images*P] matrix, image b's columns at b*P.. (the weight gradient's layout:
+// a single GEMM then sums over all images and positions).
 template <typename T>
-__device__ void im2col(const T* x, T* col, i64 images, ConvGeom g) {
+__device__ void im2col(const T* x, T* col, i64 images, ConvGeom g, i64 wide) {
     i64 k = g.c * g.r * g.s, p = g.oh * g.ow;
     GRID_STRIDE(i, images * k * p) {
         i64 q = i % p, row = (i / p) % k, img = i / (p * k);
@@ -20,10 +26,21 @@ __device__ void im2col(const T* x, T* col, i64 images, ConvGeom g) {
         i64 iy = oy * g.sh + ki - g.ph, ix = ox * g.sw + kj - g.pw;
         T v = T(0);
         if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) v = x[((img * g.c + ci) * g.h + iy) * g.w + ix];
-        col[i] = v;
+        col[wide ? (row * images + img) * p + q : i] = v;
     }
 }
-EXPORT(im2col, (const T* x, T* col, i64 images, ConvGeom g), (x, col, images, g))
+EXPORT(im2col, (const T* x, T* col, i64 images, ConvGeom g, i64 wide), (x, col, images, g, wide))
+
+// dst[r][b*P + q] = src[b][r][q]: [images, rows, P] -> [rows, images*P] (a 1x1 convolution's
+// input, or an output gradient, in the weight gradient's layout).
+template <typename T>
+__device__ void fold_batch(const T* src, T* dst, i64 images, i64 rows, i64 p) {
+    GRID_STRIDE(i, images * rows * p) {
+        i64 q = i % p, r = (i / p) % rows, b = i / (p * rows);
+        dst[(r * images + b) * p + q] = src[i];
+    }
+}
+EXPORT(fold_batch, (const T* src, T* dst, i64 images, i64 rows, i64 p), (src, dst, images, rows, p))
 
 // dx[ci][iy][ix] = sum over (ki, kj) with an output (oy, ox) reading this pixel of
 // dcol[(ci, ki, kj)][(oy, ox)]. One thread per input pixel, gathering: no atomics, fixed order.

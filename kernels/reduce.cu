@@ -1,5 +1,6 @@
-// Reductions. Sums are deterministic: one block per row, a fixed per-thread stride order, then a
-// fixed tree (block_sum); no atomics.
+// Reductions. Sums are deterministic: one block per row (or, for a few long rows, one block per
+// part of a row, then one per row over the parts: two stages), a fixed per-thread stride order,
+// then a fixed tree (block_sum); no atomics.
 #include "common.cuh"
 
 // out[r] = scale * (sum of row r of x) (rows x row, contiguous): scale 1 for sum, 1/count for
@@ -15,6 +16,22 @@ __device__ void sum_rows(const T* x, T* out, i64 rows, i64 row, T scale) {
     }
 }
 EXPORT(sum_rows, (const T* x, T* out, i64 rows, i64 row, T scale), (x, out, rows, row, scale))
+
+// Stage one of a long row's sum: block (r, p) writes part[r * parts + p] = the sum of the p-th of
+// `parts` equal ranges of row r. Stage two is sum_rows over [rows, parts].
+template <typename T>
+__device__ void sum_parts(const T* x, T* part, i64 rows, i64 row, i64 parts) {
+    for (i64 blk = blockIdx.x; blk < rows * parts; blk += gridDim.x) {
+        i64 r = blk / parts, p = blk - r * parts;
+        i64 lo = row * p / parts, hi = row * (p + 1) / parts;
+        const T* xr = x + r * row;
+        T acc = T(0);
+        for (i64 j = lo + threadIdx.x; j < hi; j += blockDim.x) acc += xr[j];
+        T s = block_sum(acc);
+        if (threadIdx.x == 0) part[blk] = s;
+    }
+}
+EXPORT(sum_parts, (const T* x, T* part, i64 rows, i64 row, i64 parts), (x, part, rows, row, parts))
 
 // Max along the middle dim of [outer, size, inner]: value and flat index of the first maximum
 // (NaN wins, as the CPU kernel and PyTorch).
@@ -59,6 +76,19 @@ __device__ void norm_dim(const T* x, T* out, i64 outer, i64 size, i64 inner) {
     }
 }
 EXPORT(norm_dim, (const T* x, T* out, i64 outer, i64 size, i64 inner), (x, out, outer, size, inner))
+
+// The same for long contiguous rows (inner = 1): one block per row, a fixed tree order.
+template <typename T>
+__device__ void norm_rows(const T* x, T* out, i64 rows, i64 size) {
+    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        const T* xr = x + r * size;
+        T acc = T(0);
+        for (i64 j = threadIdx.x; j < size; j += blockDim.x) acc += xr[j] * xr[j];
+        T s = block_sum(acc);
+        if (threadIdx.x == 0) out[r] = sqrt(s);
+    }
+}
+EXPORT(norm_rows, (const T* x, T* out, i64 rows, i64 size), (x, out, rows, size))
 
 template <typename T>
 __device__ void norm_backward(const T* x, const T* nrm, const T* g, T* dx, i64 outer, i64 size, i64 inner) {

@@ -89,9 +89,44 @@ fn check_logits<T: Float>(op: &'static str, logits: &Tensor<T>, targets: &[usize
     Ok((n, c))
 }
 
+/// A batch's class indices as the loss kernels read them: the host slice, and on a GPU one
+/// device copy made once per loss call and shared by the one-hot, the NLL and its backward.
+#[derive(Clone)]
+struct Targets<'a> {
+    host: &'a [usize],
+    #[cfg(feature = "cuda")]
+    dev: Option<cuda::DevTargets>,
+}
+
+impl<'a> Targets<'a> {
+    /// The targets for logits on `device` (uploaded there if it is a GPU).
+    fn new(host: &'a [usize], device: crate::Device) -> Result<Self> {
+        let _ = device; // read only by the CUDA build
+        Ok(Targets {
+            host,
+            #[cfg(feature = "cuda")]
+            dev: match device {
+                crate::Device::Cuda(_) => Some(cuda::DevTargets::upload(host, device)?),
+                crate::Device::Cpu => None,
+            },
+        })
+    }
+
+    /// One-hot rows `[N, classes]` on the targets' device.
+    fn one_hot<T: Float>(&self, classes: usize) -> Result<Tensor<T>> {
+        #[cfg(feature = "cuda")]
+        if let Some(dt) = &self.dev {
+            return cuda::one_hot(dt, classes);
+        }
+        Tensor::one_hot(self.host, classes, crate::Device::Cpu)
+    }
+}
+
 /// Backward of [`nll_pick`]: `-g[i]` scattered to `(i, t_i)`, 0 elsewhere.
 struct NllPickBackward {
     targets: Vec<usize>,
+    #[cfg(feature = "cuda")]
+    dev: Option<cuda::DevTargets>,
     classes: usize,
 }
 
@@ -100,37 +135,45 @@ impl<T: Float> Backward<T> for NllPickBackward {
         "nll_pick"
     }
     fn backward(&self, g: &Tensor<T>, inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
-        let dx = on_device!(g.device(),
-        cuda => cuda::nll_backward(g, &self.targets, inputs[0].shape())?,
-        cpu => {
-            let mut dx = vec![T::ZERO; inputs[0].numel()];
-            for (i, (&t, &gi)) in self.targets.iter().zip(g.values()?.iter()).enumerate() {
-                dx[i * self.classes + t] = -gi;
-            }
-            Tensor::from_cpu(dx, inputs[0].shape().to_vec())
-        });
-        Ok(vec![Some(dx)])
+        #[cfg(feature = "cuda")]
+        if let Some(dt) = &self.dev {
+            return Ok(vec![Some(cuda::nll_backward(g, dt, inputs[0].shape())?)]);
+        }
+        let mut dx = vec![T::ZERO; inputs[0].numel()];
+        for (i, (&t, &gi)) in self.targets.iter().zip(g.values()?.iter()).enumerate() {
+            dx[i * self.classes + t] = -gi;
+        }
+        Ok(vec![Some(Tensor::from_cpu(dx, inputs[0].shape().to_vec()))])
     }
+}
+
+/// The values of [`nll_pick`], on the device of `logp`.
+fn pick<T: Float>(logp: &Tensor<T>, targets: &Targets<'_>, classes: usize) -> Result<Tensor<T>> {
+    #[cfg(feature = "cuda")]
+    if let Some(dt) = &targets.dev {
+        return cuda::nll_pick(logp, dt, classes);
+    }
+    let lp = logp.values()?;
+    let data = targets
+        .host
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| -lp[i * classes + t])
+        .collect();
+    Ok(Tensor::from_cpu(data, vec![targets.host.len()]))
 }
 
 /// `out[i] = -logp[i, t_i]` for `logp` of shape `[N, C]` (already validated): the negative
 /// log-likelihood per sample. d/dlogp[i, j] = -g[i] if j = t_i else 0.
 #[track_caller]
-fn nll_pick<T: Float>(logp: &Tensor<T>, targets: &[usize], classes: usize) -> Result<Tensor<T>> {
-    let out = on_device!(logp.device(),
-    cuda => cuda::nll_pick(logp, targets, classes)?,
-    cpu => {
-        let data: Vec<T> = {
-            let lp = logp.values()?;
-            targets.iter().enumerate().map(|(i, &t)| -lp[i * classes + t]).collect()
-        };
-        Tensor::from_cpu(data, vec![targets.len()])
-    });
+fn nll_pick<T: Float>(logp: &Tensor<T>, targets: &Targets<'_>, classes: usize) -> Result<Tensor<T>> {
     record(
-        out,
+        pick(logp, targets, classes)?,
         &[logp],
         NllPickBackward {
-            targets: targets.to_vec(),
+            targets: targets.host.to_vec(),
+            #[cfg(feature = "cuda")]
+            dev: targets.dev.clone(),
             classes,
         },
     )
@@ -153,8 +196,18 @@ fn nll_pick<T: Float>(logp: &Tensor<T>, targets: &[usize], classes: usize) -> Re
 #[track_caller]
 pub fn cross_entropy<T: Float>(logits: &Tensor<T>, targets: &[usize], reduction: Reduction) -> Result<Tensor<T>> {
     let (_, c) = check_logits("cross_entropy", logits, targets)?;
+    cross_entropy_of(logits, &Targets::new(targets, logits.device())?, c, reduction)
+}
+
+/// [`cross_entropy`] after its checks, with the targets' device copy made by the caller.
+fn cross_entropy_of<T: Float>(
+    logits: &Tensor<T>,
+    targets: &Targets<'_>,
+    classes: usize,
+    reduction: Reduction,
+) -> Result<Tensor<T>> {
     let logp = logits.log_softmax(1)?;
-    reduce(nll_pick(&logp, targets, c)?, reduction)
+    reduce(nll_pick(&logp, targets, classes)?, reduction)
 }
 
 /// The cosine loss plus a weighted cross-entropy on the normalised output, exactly the seed
@@ -214,10 +267,12 @@ impl CosineLoss {
         if !self.xent.is_finite() {
             return Err(Error::invalid(OP, format!("xent must be finite, got {}", self.xent)));
         }
-        let onehot = Tensor::one_hot(targets, c, logits.device())?;
+        // One copy of the targets on the logits' device serves both terms.
+        let targets = Targets::new(targets, logits.device())?;
+        let onehot = targets.one_hot(c)?;
         let cos = logits.cosine_similarity(&onehot, 1, 1e-8)?;
         let cosine_loss = reduce(cos.neg()?.add_scalar(T::ONE)?, self.reduction)?;
-        let cent_loss = cross_entropy(&logits.normalize(1, 1e-12)?, targets, self.reduction)?;
+        let cent_loss = cross_entropy_of(&logits.normalize(1, 1e-12)?, &targets, c, self.reduction)?;
         cosine_loss.add(&cent_loss.mul_scalar(T::from_f64(self.xent))?)
     }
 }

@@ -75,10 +75,13 @@ pub fn clip_grad_norm<T: Float>(params: &[Tensor<T>], max_norm: f64) -> Result<f
         ));
     }
     let grads: Vec<(&Tensor<T>, Tensor<T>)> = params.iter().filter_map(|p| p.grad().map(|g| (p, g))).collect();
+    if let Some(total) = clip_on_one_gpu(&grads, max_norm)? {
+        return Ok(total.item()?.to_f64()); // the one read of the GPU path
+    }
     let mut total_sq = 0.0f64;
     for (_, g) in &grads {
         total_sq += on_device!(g.device(),
-            cuda => crate::autograd::no_grad(|| g.mul(g)?.sum()?.item())?.to_f64(),
+            cuda => no_grad(|| g.mul(g)?.sum()?.item())?.to_f64(),
             cpu => sum_squares(&g.values()?));
     }
     let total = total_sq.sqrt();
@@ -97,4 +100,33 @@ pub fn clip_grad_norm<T: Float>(params: &[Tensor<T>], max_norm: f64) -> Result<f
         })?;
     }
     Ok(total)
+}
+
+/// The GPU path, when every gradient is on the same GPU (`None` otherwise): the norm, the
+/// factor and the scaling all stay on the device (sums of squares in the gradients' type), so
+/// clipping queues kernels and waits for nothing; the caller reads the returned total norm.
+/// As on the CPU, the gradients are scaled by `min(coef, 1)` (NaN stays NaN); a factor of
+/// exactly 1 leaves them bit for bit as they were.
+fn clip_on_one_gpu<T: Float>(grads: &[(&Tensor<T>, Tensor<T>)], max_norm: f64) -> Result<Option<Tensor<T>>> {
+    let Some((_, first)) = grads.first() else {
+        return Ok(None);
+    };
+    let dev = first.device();
+    if dev == crate::Device::Cpu || grads.iter().any(|(_, g)| g.device() != dev) {
+        return Ok(None);
+    }
+    no_grad(|| {
+        let mut total_sq = Tensor::zeros(&[], dev)?;
+        for (_, g) in grads {
+            total_sq = total_sq.add(&g.mul(g)?.sum()?)?;
+        }
+        let total = total_sq.sqrt()?;
+        let coef = Tensor::full(&[], T::from_f64(max_norm), dev)?.div(&total.add_scalar(T::from_f64(1e-6))?)?;
+        // min(coef, 1) = -max(-coef, -1); NaN passes through clamp_min.
+        let coef = coef.neg()?.clamp_min(-T::ONE)?.neg()?;
+        for (p, g) in grads {
+            p.set_grad(Some(g.mul(&coef)?));
+        }
+        Ok(Some(total))
+    })
 }

@@ -229,6 +229,36 @@ fn reductions() {
     );
 }
 
+/// Long rows and full reductions of big tensors: the GPU sums them in two stages (parts of each
+/// row, uneven ones too, then the parts in order); sums, means and their gradients still match
+/// the CPU.
+#[test]
+fn reductions_of_long_rows() {
+    let shapes = vec![vec![50_001], vec![3, 20_000], vec![2, 9_000, 3]];
+    run_cases(
+        "reductions_long",
+        6,
+        (prop::sample::select(shapes), any::<u64>()),
+        |(s, seed), dev| {
+            let mut rng = Rng::new(seed);
+            let x = normal(&s, &mut rng).add_scalar(0.25).unwrap();
+            let one = std::slice::from_ref(&x);
+            compare::<f64>("sum (long)", |x| x[0].sum(), one, seed, dev, F64_TOL)?;
+            compare::<f64>("mean (long)", |x| x[0].mean(), one, seed, dev, F64_TOL)?;
+            let last = s.len() - 1;
+            compare::<f64>(
+                "sum_dim (long)",
+                |x| x[0].sum_dim(&[last], false),
+                one,
+                seed,
+                dev,
+                F64_TOL,
+            )?;
+            compare::<f32>("sum f32 (long)", |x| x[0].sum(), one, seed, dev, F32_TOL)
+        },
+    );
+}
+
 #[test]
 fn along_one_dim() {
     run_cases(
@@ -284,6 +314,58 @@ fn along_one_dim() {
             let on_gpu = x.to_device(dev).map_err(|e| fail("argmax", e))?;
             prop_assert_eq!(on_gpu.argmax(dim).unwrap(), x.argmax(dim).unwrap());
             compare::<f32>("log_softmax f32", |x| x[0].log_softmax(dim), &[y], seed, dev, F32_TOL)
+        },
+    );
+}
+
+/// Long contiguous rows (>= 64 values): softmax, log-softmax and the L2 norm run one block per
+/// row on the GPU; forward and backward still match the CPU, an all-`-inf`-but-one row too.
+#[test]
+fn softmax_and_norm_of_long_rows() {
+    let shapes = vec![vec![3, 64], vec![5, 1000], vec![2, 3, 257]];
+    run_cases(
+        "softmax_long_rows",
+        8,
+        (prop::sample::select(shapes), any::<u64>()),
+        |(s, seed), dev| {
+            let mut rng = Rng::new(seed);
+            let x = normal(&s, &mut rng).mul_scalar(4.0).unwrap();
+            let last = s.len() - 1;
+            let one = std::slice::from_ref(&x);
+            compare::<f64>("softmax (rows)", |x| x[0].softmax(last), one, seed, dev, F64_TOL)?;
+            compare::<f64>(
+                "log_softmax (rows)",
+                |x| x[0].log_softmax(last),
+                one,
+                seed,
+                dev,
+                F64_TOL,
+            )?;
+            compare::<f64>(
+                "norm_dim (rows)",
+                |x| x[0].norm_dim(last, false),
+                one,
+                seed,
+                dev,
+                F64_TOL,
+            )?;
+            compare::<f32>(
+                "log_softmax f32 (rows)",
+                |x| x[0].log_softmax(last),
+                one,
+                seed,
+                dev,
+                F32_TOL,
+            )?;
+            // A row that is -inf but for one value: exactly one-hot, on both devices.
+            let row = s[last];
+            let mut v = vec![f64::NEG_INFINITY; row];
+            v[row / 2] = 1.0;
+            let t = Tensor::from_vec(v, &[1, row], Device::Cpu).unwrap();
+            let want = host(&t.softmax(1).unwrap());
+            let got = host(&t.to_device(dev).unwrap().softmax(1).unwrap());
+            prop_assert_eq!(got, want);
+            Ok(())
         },
     );
 }
@@ -374,6 +456,44 @@ fn conv2d() {
     });
 }
 
+/// The GPU's special paths: 1x1 stride-1 unpadded convolutions (no im2col / col2im: the input
+/// is its own column matrix) and the weight gradient as one GEMM over a batch of several
+/// images (folded layouts), each against the CPU, forward and both gradients.
+#[test]
+fn conv2d_pointwise_and_batch_wide_weight_gradient() {
+    // (n, c_in, c_out, h, w, kernel, stride, pad)
+    let geoms = vec![
+        (1, 3, 4, 5, 5, 1, 1, 0),
+        (5, 4, 6, 3, 4, 1, 1, 0),
+        (4, 8, 2, 7, 1, 1, 1, 0),
+        (6, 2, 3, 6, 6, 3, 1, 1),
+        (5, 3, 4, 7, 5, 3, 2, 1),
+        (4, 3, 2, 6, 6, 1, 2, 0), // 1x1 but strided: the im2col path
+    ];
+    run_cases(
+        "conv2d_pointwise",
+        12,
+        (prop::sample::select(geoms), any::<u64>()),
+        |((n, ci, co, h, w, k, s, p), seed), dev| {
+            let mut rng = Rng::new(seed);
+            let x = normal(&[n, ci, h, w], &mut rng);
+            let wt = normal(&[co, ci, k, k], &mut rng);
+            let b = normal(&[co], &mut rng);
+            let conv = |x: &[Tensor<f64>]| x[0].conv2d(&x[1], Some(&x[2]), (s, s), (p, p));
+            compare::<f64>(
+                "conv2d (special paths)",
+                conv,
+                &[x.clone(), wt.clone(), b.clone()],
+                seed,
+                dev,
+                F64_TOL,
+            )?;
+            let conv32 = |x: &[Tensor<f32>]| x[0].conv2d(&x[1], None, (s, s), (p, p));
+            compare::<f32>("conv2d f32 (special paths)", conv32, &[x, wt], seed, dev, F32_TOL)
+        },
+    );
+}
+
 #[test]
 fn pooling() {
     run_cases("pooling", CASES, (pool_case(), adaptive_case()), |(c, a), dev| {
@@ -462,6 +582,62 @@ fn batch_norm() {
             close("running_mean", &host(&mg), &host(&mc), &s(&mc), F64_TOL)?;
             close("running_var", &host(&vg), &host(&vc), &s(&vc), F64_TOL)?;
         }
+        Ok(())
+    });
+}
+
+/// Channels with thousands of values: the GPU's two-stage reductions cut each channel into
+/// several parts (uneven ones too) and combine their means and squared deviations; forward,
+/// backward and the running statistics must still match the CPU's two-pass sums.
+#[test]
+fn batch_norm_over_many_values_per_channel() {
+    let shapes = [vec![8, 3, 24, 24], vec![7, 3, 17, 23], vec![3000, 2]];
+    let cases = (prop::sample::select(shapes.to_vec()), any::<bool>(), any::<u64>());
+    run_cases("batch_norm_many", 6, cases, |(shape, affine, seed), dev| {
+        let mut rng = Rng::new(seed);
+        let ch = shape[1];
+        let x = normal(&shape, &mut rng)
+            .mul_scalar(3.0)
+            .unwrap()
+            .add_scalar(1.5)
+            .unwrap();
+        let inputs = if affine {
+            vec![x.clone(), normal(&[ch], &mut rng), normal(&[ch], &mut rng)]
+        } else {
+            vec![x.clone()]
+        };
+        let running = |d: Device| (Tensor::zeros(&[ch], d).unwrap(), Tensor::ones(&[ch], d).unwrap());
+        let bn = |xs: &[Tensor<f64>], rm: &Tensor<f64>, rv: &Tensor<f64>| {
+            let (w, b) = if xs.len() == 3 {
+                (Some(&xs[1]), Some(&xs[2]))
+            } else {
+                (None, None)
+            };
+            xs[0].batch_norm(Some(rm), Some(rv), w, b, true, 0.1, 1e-5)
+        };
+        let op = |xs: &[Tensor<f64>]| {
+            let (rm, rv) = running(xs[0].device());
+            bn(xs, &rm, &rv)
+        };
+        compare::<f64>("batch_norm (many values)", op, &inputs, seed, dev, F64_TOL)?;
+        let op32 = |xs: &[Tensor<f32>]| {
+            let d = xs[0].device();
+            let (rm, rv) = (Tensor::zeros(&[ch], d)?, Tensor::ones(&[ch], d)?);
+            let (w, b) = if xs.len() == 3 {
+                (Some(&xs[1]), Some(&xs[2]))
+            } else {
+                (None, None)
+            };
+            xs[0].batch_norm(Some(&rm), Some(&rv), w, b, true, 0.1, 1e-5)
+        };
+        compare::<f32>("batch_norm f32 (many values)", op32, &inputs, seed, dev, F32_TOL)?;
+        let ((mc, vc), (mg, vg)) = (running(Device::Cpu), running(dev));
+        bn(&inputs, &mc, &vc).unwrap();
+        let on_dev: Vec<Tensor<f64>> = inputs.iter().map(|t| t.to_device(dev).unwrap()).collect();
+        bn(&on_dev, &mg, &vg).unwrap();
+        let s = |t: &Tensor<f64>| host(t).iter().map(|v| v.abs() + 1.0).collect::<Vec<_>>();
+        close("running_mean", &host(&mg), &host(&mc), &s(&mc), F64_TOL)?;
+        close("running_var", &host(&vg), &host(&vc), &s(&vc), F64_TOL)?;
         Ok(())
     });
 }

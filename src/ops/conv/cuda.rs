@@ -1,13 +1,19 @@
-//! CUDA path of conv2d: im2col for a chunk of images (kernels/conv.cu), then one strided-batched
-//! cuBLAS GEMM for the chunk; the backward uses the same column matrices with transposed
-//! products and col2im. Chunks bound the scratch column buffer (at most `COL_LIMIT` elements,
-//! and at least one image).
+//! CUDA path of conv2d: im2col for a chunk of images (kernels/conv.cu), then cuBLAS GEMMs, a
+//! fixed number per chunk whatever the batch size; the backward uses transposed products and
+//! col2im. Chunks bound the scratch column buffer (at most `COL_LIMIT` elements, and at least one
+//! image); below that limit a whole batch is one chunk.
 //!
 //! Per image, with `col` the `[C*R*S, OH*OW]` column matrix:
-//! - forward: `Y = W col` (`W` viewed as `[O, C*R*S]`);
-//! - weight gradient: `dW += dY col^T`, accumulated over the images in a fixed order;
-//! - input gradient: `dcol = W^T dY`, then col2im sums each pixel's entries (a gather: no
-//!   atomics, deterministic).
+//! - forward: `Y = W col` (`W` viewed as `[O, C*R*S]`), one strided-batched GEMM per chunk;
+//! - input gradient: `dcol = W^T dY` (one strided-batched GEMM), then col2im sums each pixel's
+//!   entries (a gather: no atomics, deterministic);
+//! - weight gradient: `dW = sum over images of dY col^T`, as ONE GEMM per chunk over the
+//!   chunk's images and positions together: the columns are laid out `[C*R*S, images*OH*OW]`
+//!   (im2col's wide layout) and the output gradient folded to `[O, images*OH*OW]` to match, so
+//!   the sum over images happens inside cuBLAS instead of in one call per image.
+//!
+//! A 1x1 convolution with stride 1 and no padding skips im2col and col2im: an image
+//! `[C, H*W]` is its own column matrix.
 
 use super::cpu::Conv2dParams;
 use crate::backend::cuda::blas::Gemm;
@@ -74,6 +80,14 @@ fn at<T: Float>(ptr: u64, i: usize) -> u64 {
     ptr + (i * size_of::<T>()) as u64
 }
 
+/// Whether `p` is a 1x1, stride-1, unpadded convolution (its input is its own column matrix).
+fn pointwise(p: &Conv2dParams) -> bool {
+    (p.r, p.s, p.stride_h, p.stride_w, p.pad_h, p.pad_w) == (1, 1, 1, 1, 0, 0)
+}
+
+/// The column matrices of `images` images at `x`, per image (`wide = false`) or side by side
+/// (`wide = true`, the weight gradient's layout).
+#[allow(clippy::too_many_arguments)]
 fn im2col<T: Float>(
     g: &'static Gpu,
     x: u64,
@@ -81,13 +95,25 @@ fn im2col<T: Float>(
     images: usize,
     p: &Conv2dParams,
     pl: &Plan,
+    wide: bool,
 ) -> Result<()> {
-    let (pc, ni, ge) = (col.ptr(), images as i64, geom(p));
+    let (pc, ni, ge, wi) = (col.ptr(), images as i64, geom(p), i64::from(wide));
     g.launch::<T>(
         "conv",
         "im2col",
         images * pl.k * pl.p,
-        &[arg(&x), arg(&pc), arg(&ni), arg(&ge)],
+        &[arg(&x), arg(&pc), arg(&ni), arg(&ge), arg(&wi)],
+    )
+}
+
+/// `[images, rows, q]` at `src` -> `[rows, images*q]` at `dst`.
+fn fold_batch<T: Float>(g: &'static Gpu, src: u64, dst: u64, images: usize, rows: usize, q: usize) -> Result<()> {
+    let (ni, nr, nq) = (images as i64, rows as i64, q as i64);
+    g.launch::<T>(
+        "conv",
+        "fold_batch",
+        images * rows * q,
+        &[arg(&src), arg(&dst), arg(&ni), arg(&nr), arg(&nq)],
     )
 }
 
@@ -102,10 +128,17 @@ pub(super) fn forward<T: Float>(
     let pl = plan(p);
     let out = g.alloc::<T>(p.n * p.o * pl.p)?;
     if p.n * p.o * pl.p > 0 {
-        let col = g.alloc::<T>(pl.chunk * pl.k * pl.p)?;
+        let direct = pointwise(p);
+        let col = g.alloc::<T>(if direct { 0 } else { pl.chunk * pl.k * pl.p })?;
         for i0 in (0..p.n).step_by(pl.chunk) {
             let cb = pl.chunk.min(p.n - i0);
-            im2col(g, at::<T>(bx.ptr(), i0 * p.c * p.h * p.w), &col, cb, p, &pl)?;
+            let x_at = at::<T>(bx.ptr(), i0 * p.c * p.h * p.w);
+            let cols = if direct {
+                x_at
+            } else {
+                im2col(g, x_at, &col, cb, p, &pl, false)?;
+                col.ptr()
+            };
             let gemm = Gemm {
                 batch: cb,
                 stride_a: 0,
@@ -113,7 +146,7 @@ pub(super) fn forward<T: Float>(
                 stride_c: p.o * pl.p,
                 ..Gemm::single(false, false, p.o, pl.p, pl.k)
             };
-            g.gemm::<T>(gemm, bw.ptr(), col.ptr(), at::<T>(out.ptr(), i0 * p.o * pl.p))?;
+            g.gemm::<T>(gemm, bw.ptr(), cols, at::<T>(out.ptr(), i0 * p.o * pl.p))?;
         }
         if let Some(b) = bias {
             let bb = b.dev()?;
@@ -144,28 +177,43 @@ pub(super) fn backward<T: Float>(
     let g = gpu_of(x)?;
     let (bx, bw, bg) = (x.dev()?, w.dev()?, gy.dev()?);
     let pl = plan(p);
-    let dw = if need_dw { Some(g.zeros::<T>(p.o * pl.k)?) } else { None };
+    let work = p.n > 0 && pl.k * pl.p > 0;
+    let direct = pointwise(p);
+    let dw = match (need_dw, work) {
+        (true, true) => Some(g.alloc::<T>(p.o * pl.k)?), // written by the first chunk's GEMM
+        (true, false) => Some(g.zeros::<T>(p.o * pl.k)?),
+        (false, _) => None,
+    };
     let dx = if need_dx {
         Some(g.alloc::<T>(p.n * p.c * p.h * p.w)?)
     } else {
         None
     };
-    if p.n > 0 && pl.k * pl.p > 0 {
-        let col = g.alloc::<T>(pl.chunk * pl.k * pl.p)?;
+    if work {
+        // The column buffer serves the weight gradient (wide layout) and then dcol.
+        let col = g.alloc::<T>(if direct && !need_dw { 0 } else { pl.chunk * pl.k * pl.p })?;
+        let gy_folded = g.alloc::<T>(if need_dw { pl.chunk * p.o * pl.p } else { 0 })?;
         for i0 in (0..p.n).step_by(pl.chunk) {
             let cb = pl.chunk.min(p.n - i0);
-            let gy_at = |i: usize| at::<T>(bg.ptr(), i * p.o * pl.p);
+            let gy_at = at::<T>(bg.ptr(), i0 * p.o * pl.p);
+            let x_at = at::<T>(bx.ptr(), i0 * p.c * p.h * p.w);
             if let Some(dw) = &dw {
-                im2col(g, at::<T>(bx.ptr(), i0 * p.c * p.h * p.w), &col, cb, p, &pl)?;
-                for b in 0..cb {
-                    let gemm = Gemm {
-                        accumulate: true,
-                        ..Gemm::single(false, true, p.o, pl.k, pl.p)
-                    };
-                    g.gemm::<T>(gemm, gy_at(i0 + b), at::<T>(col.ptr(), b * pl.k * pl.p), dw.ptr())?;
+                if direct {
+                    fold_batch::<T>(g, x_at, col.ptr(), cb, p.c, pl.p)?;
+                } else {
+                    im2col(g, x_at, &col, cb, p, &pl, true)?;
                 }
+                fold_batch::<T>(g, gy_at, gy_folded.ptr(), cb, p.o, pl.p)?;
+                // dW [O, K] (+)= dY' [O, cb*P] . col'^T [cb*P, K]: all images in one product.
+                let gemm = Gemm {
+                    accumulate: i0 > 0,
+                    ..Gemm::single(false, true, p.o, pl.k, cb * pl.p)
+                };
+                g.gemm::<T>(gemm, gy_folded.ptr(), col.ptr(), dw.ptr())?;
             }
             if let Some(dx) = &dx {
+                let dx_at = at::<T>(dx.ptr(), i0 * p.c * p.h * p.w);
+                // dcol_b [K, P] = W^T [K, O] . dY_b [O, P]; for a 1x1 conv that is dx_b itself.
                 let gemm = Gemm {
                     batch: cb,
                     stride_a: 0,
@@ -173,14 +221,18 @@ pub(super) fn backward<T: Float>(
                     stride_c: pl.k * pl.p,
                     ..Gemm::single(true, false, pl.k, pl.p, p.o)
                 };
-                g.gemm::<T>(gemm, bw.ptr(), gy_at(i0), col.ptr())?;
-                let (pc, pd, ni, ge) = (col.ptr(), at::<T>(dx.ptr(), i0 * p.c * p.h * p.w), cb as i64, geom(p));
-                g.launch::<T>(
-                    "conv",
-                    "col2im",
-                    cb * p.c * p.h * p.w,
-                    &[arg(&pc), arg(&pd), arg(&ni), arg(&ge)],
-                )?;
+                if direct {
+                    g.gemm::<T>(gemm, bw.ptr(), gy_at, dx_at)?;
+                } else {
+                    g.gemm::<T>(gemm, bw.ptr(), gy_at, col.ptr())?;
+                    let (pc, ni, ge) = (col.ptr(), cb as i64, geom(p));
+                    g.launch::<T>(
+                        "conv",
+                        "col2im",
+                        cb * p.c * p.h * p.w,
+                        &[arg(&pc), arg(&dx_at), arg(&ni), arg(&ge)],
+                    )?;
+                }
             }
         }
     } else if let Some(dx) = &dx {

@@ -70,9 +70,16 @@ impl<T: Float> Backward<T> for SumBackward {
     }
 }
 
+/// For each output element of `max_dim`, the flat index of its (first) maximum in the input,
+/// where the forward's device keeps it (the GPU's never cross to the host).
+enum Argmax {
+    Host(Vec<usize>),
+    #[cfg(feature = "cuda")]
+    Dev(crate::backend::cuda::DevBuf<i64>),
+}
+
 struct MaxBackward {
-    /// For each output element, the flat index of its (first) maximum in the input.
-    argmax: Vec<usize>,
+    argmax: Argmax,
 }
 
 impl<T: Float> Backward<T> for MaxBackward {
@@ -80,15 +87,17 @@ impl<T: Float> Backward<T> for MaxBackward {
         "max_dim"
     }
     fn backward(&self, g: &Tensor<T>, inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
-        let dx = on_device!(g.device(),
-        cuda => cuda::scatter(g, &self.argmax, inputs[0].shape())?,
-        cpu => {
-            let mut dx = vec![T::ZERO; inputs[0].numel()];
-            for (&i, &gv) in self.argmax.iter().zip(g.values()?.iter()) {
-                dx[i] += gv;
+        let dx = match &self.argmax {
+            #[cfg(feature = "cuda")]
+            Argmax::Dev(idx) => cuda::scatter(g, idx, inputs[0].shape())?,
+            Argmax::Host(idx) => {
+                let mut dx = vec![T::ZERO; inputs[0].numel()];
+                for (&i, &gv) in idx.iter().zip(g.values()?.iter()) {
+                    dx[i] += gv;
+                }
+                Tensor::from_cpu(dx, inputs[0].shape().to_vec())
             }
-            Tensor::from_cpu(dx, inputs[0].shape().to_vec())
-        });
+        };
         Ok(vec![Some(dx)])
     }
 }
@@ -229,10 +238,13 @@ impl<T: Float> Tensor<T> {
             squeezed_shape(self.shape(), &mask)
         };
         let (out, argmax) = on_device!(self.device(),
-        cuda => cuda::max_dim(self, dim, &shape)?,
+        cuda => {
+            let (values, idx) = cuda::max_dim(self, dim, &shape)?;
+            (values, Argmax::Dev(idx))
+        },
         cpu => {
             let (values, argmax) = cpu::max_dim(&self.values()?, self.shape(), dim);
-            (Tensor::from_cpu(values, shape), argmax)
+            (Tensor::from_cpu(values, shape), Argmax::Host(argmax))
         });
         record(out, &[self], MaxBackward { argmax })
     }
@@ -256,7 +268,7 @@ impl<T: Float> Tensor<T> {
             ));
         }
         let flat = on_device!(self.device(),
-            cuda => cuda::max_dim(self, dim, &[self.numel() / self.shape()[dim]])?.1,
+            cuda => cuda::argmax_flat(self, dim)?,
             cpu => cpu::max_dim(&self.values()?, self.shape(), dim).1);
         let (_, size, inner) = crate::shape::split_at_dim(self.shape(), dim);
         Ok(flat.into_iter().map(|f| f / inner % size).collect())
