@@ -82,20 +82,23 @@ fn child_test(name: &str, sim_only: bool, envs: &[&[(&str, &str)]], body: impl F
         .collect()
 }
 
+/// ResNet-20 on `dev` and the seed's SGD over its parameters (lr 0.05, momentum 0.9, wd 5e-4).
+fn model_and_sgd(dev: Device) -> (smallgrad::nn::resnet::ResNet<f32>, Sgd<f32>) {
+    let model = tiny_resnet(dev).unwrap();
+    let config = SgdConfig {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        ..Default::default()
+    };
+    let opt = Sgd::new(model.parameters(), config).unwrap();
+    (model, opt)
+}
+
 /// A ResNet-20 training step on `dev` (the seed's loss, SGD with momentum and weight decay) over
 /// a fixed random batch of `batch` 12x12 images; returns the loss.
 fn resnet_trainer(dev: Device, batch: usize) -> impl FnMut() -> Result<f32> {
-    let model = tiny_resnet(dev).unwrap();
-    let mut opt = Sgd::new(
-        model.parameters(),
-        SgdConfig {
-            lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 5e-4,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (model, mut opt) = model_and_sgd(dev);
     let mut rng = Rng::new(1);
     let x = to_f32(&normal(&[batch, 1, 12, 12], &mut rng)).to_device(dev).unwrap();
     let y = targets(batch, 10, &mut rng);
@@ -380,17 +383,7 @@ fn tf32_is_opt_in_and_only_for_f32() {
 /// backward, SGD, and the caller's `loss.item()`.
 fn warm_step_counts(batch: usize) -> smallgrad::cuda::Counters {
     let dev = Device::Cuda(0);
-    let model = tiny_resnet(dev).unwrap();
-    let mut opt = Sgd::new(
-        model.parameters(),
-        SgdConfig {
-            lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 5e-4,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (model, mut opt) = model_and_sgd(dev);
     let mut rng = Rng::new(3);
     let x_host = to_f32(&normal(&[batch, 1, 12, 12], &mut rng));
     let y = targets(batch, 10, &mut rng);
