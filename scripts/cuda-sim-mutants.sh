@@ -28,7 +28,7 @@ OPS_ENV=(CUDA_SIM_SCHEDULES=3 CUDA_SIM_RACECHECK=1 SMALLGRAD_CUDA_NO_CACHING=1 C
 
 # name | kind (kernel: host build only; rust: rebuild the binaries) | file | old | new | what it is
 MUTANTS=$(cat <<'EOF'
-block_sum_barrier|kernel|common.cuh|    T r = sh[0];\n    __syncthreads();\n    return r;|    T r = sh[0];\n    return r;|the last __syncthreads() of block_sum removed (kernels/common.cuh)
+block_sum_barrier|kernel|common.cuh|sh[threadIdx.x] += sh[threadIdx.x + s];\n        __syncthreads();\n    }\n    T r = sh[0];\n    __syncthreads();|sh[threadIdx.x] += sh[threadIdx.x + s];\n        __syncthreads();\n    }\n    T r = sh[0];|the last __syncthreads() of block_sum removed (kernels/common.cuh)
 im2col_bound|kernel|conv.cu|iy >= 0 && iy < g.h|iy >= 0 && iy <= g.h|an off-by-one bound in im2col (`iy <= h`, kernels/conv.cu)
 sum_rows_all_threads_write|kernel|reduce.cu|if (threadIdx.x == 0) out[r] = s * scale;|out[r] = s * scale;|every thread of sum_rows writes the row's result (kernels/reduce.cu)
 stale_host_build|kernel|elementwise.cu|EXPORT(unary, (i64 op, const T* x, T* y, i64 n, T p), (op, x, y, n, p))|EXPORT(unary, (i64 op, const T* x, T* y, i64 n, double p), (op, x, y, n, (T)p))|the simulator's host build of `unary` takes a double where its PTX has T (a stale build)
