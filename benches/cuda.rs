@@ -77,16 +77,16 @@ fn step(
     });
     let after = smallgrad::cuda::counters(dev).unwrap();
     let mem = smallgrad::cuda::memory_stats(dev).unwrap();
-    let d = |f: fn(&smallgrad::cuda::Counters) -> u64| f(&after) - f(&before);
+    let d = after.since(&before);
     let line = format!(
         "cuda-step {name} b{}: syncs={} d2h={} h2d={} launches={} cublas={} alloc_calls={} peak_mib={:.1}",
         input[0],
-        d(|c| c.synchronizations),
-        d(|c| c.d2h_copies),
-        d(|c| c.h2d_copies),
-        d(|c| c.launches),
-        d(|c| c.cublas_calls),
-        d(|c| c.device_allocs),
+        d.synchronizations,
+        d.d2h_copies,
+        d.h2d_copies,
+        d.launches,
+        d.cublas_calls,
+        d.device_allocs,
         mem.peak_bytes_in_use as f64 / 1048576.0
     );
     (secs, line)

@@ -400,22 +400,7 @@ fn warm_step_counts(batch: usize) -> smallgrad::cuda::Counters {
     }
     let before = smallgrad::cuda::counters(dev).unwrap();
     step().unwrap();
-    let after = smallgrad::cuda::counters(dev).unwrap();
-    let d = |f: fn(&smallgrad::cuda::Counters) -> u64| f(&after) - f(&before);
-    smallgrad::cuda::Counters {
-        launches: d(|c| c.launches),
-        cublas_calls: d(|c| c.cublas_calls),
-        synchronizations: d(|c| c.synchronizations),
-        h2d_copies: d(|c| c.h2d_copies),
-        h2d_bytes: d(|c| c.h2d_bytes),
-        d2h_copies: d(|c| c.d2h_copies),
-        d2h_bytes: d(|c| c.d2h_bytes),
-        d2d_copies: d(|c| c.d2d_copies),
-        d2d_bytes: d(|c| c.d2d_bytes),
-        memsets: d(|c| c.memsets),
-        device_allocs: d(|c| c.device_allocs),
-        device_frees: d(|c| c.device_frees),
-    }
+    smallgrad::cuda::counters(dev).unwrap().since(&before)
 }
 
 /// A warm ResNet-20 training step never waits for the GPU before its end: exactly one

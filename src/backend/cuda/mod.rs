@@ -272,6 +272,37 @@ pub mod public {
         pub device_frees: u64,
     }
 
+    impl Counters {
+        /// The calls made between `earlier` and `self` (two readings of [`counters`] on one
+        /// device, `earlier` first): what a piece of work asked of the driver.
+        ///
+        /// ```no_run
+        /// # use smallgrad::{Device, Tensor};
+        /// let dev = Device::Cuda(0);
+        /// let before = smallgrad::cuda::counters(dev)?;
+        /// let _y = Tensor::<f32>::ones(&[1000], dev)?.exp()?;
+        /// let step = smallgrad::cuda::counters(dev)?.since(&before);
+        /// assert_eq!(step.synchronizations, 0); // nothing waited for the GPU
+        /// # Ok::<(), smallgrad::Error>(())
+        /// ```
+        pub fn since(&self, earlier: &Counters) -> Counters {
+            Counters {
+                launches: self.launches - earlier.launches,
+                cublas_calls: self.cublas_calls - earlier.cublas_calls,
+                synchronizations: self.synchronizations - earlier.synchronizations,
+                h2d_copies: self.h2d_copies - earlier.h2d_copies,
+                h2d_bytes: self.h2d_bytes - earlier.h2d_bytes,
+                d2h_copies: self.d2h_copies - earlier.d2h_copies,
+                d2h_bytes: self.d2h_bytes - earlier.d2h_bytes,
+                d2d_copies: self.d2d_copies - earlier.d2d_copies,
+                d2d_bytes: self.d2d_bytes - earlier.d2d_bytes,
+                memsets: self.memsets - earlier.memsets,
+                device_allocs: self.device_allocs - earlier.device_allocs,
+                device_frees: self.device_frees - earlier.device_frees,
+            }
+        }
+    }
+
     fn ordinal(device: Device) -> Result<usize> {
         match device {
             Device::Cuda(n) => Ok(n),
