@@ -100,8 +100,8 @@ struct Targets<'a> {
 
 impl<'a> Targets<'a> {
     /// The targets for logits on `device` (uploaded there if it is a GPU).
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
     fn new(host: &'a [usize], device: crate::Device) -> Result<Self> {
-        let _ = device; // read only by the CUDA build
         Ok(Targets {
             host,
             #[cfg(feature = "cuda")]
@@ -110,6 +110,15 @@ impl<'a> Targets<'a> {
                 crate::Device::Cpu => None,
             },
         })
+    }
+
+    /// What a backward keeps: the device copy on a GPU, the indices on the CPU.
+    fn saved(&self) -> SavedTargets {
+        #[cfg(feature = "cuda")]
+        if let Some(dt) = &self.dev {
+            return SavedTargets::Dev(dt.clone());
+        }
+        SavedTargets::Host(self.host.to_vec())
     }
 
     /// One-hot rows `[N, classes]` on the targets' device.
@@ -124,10 +133,15 @@ impl<'a> Targets<'a> {
 
 /// Backward of [`nll_pick`]: `-g[i]` scattered to `(i, t_i)`, 0 elsewhere.
 struct NllPickBackward {
-    targets: Vec<usize>,
-    #[cfg(feature = "cuda")]
-    dev: Option<cuda::DevTargets>,
+    targets: SavedTargets,
     classes: usize,
+}
+
+/// The targets a pick's backward reads, where its forward ran.
+enum SavedTargets {
+    Host(Vec<usize>),
+    #[cfg(feature = "cuda")]
+    Dev(cuda::DevTargets),
 }
 
 impl<T: Float> Backward<T> for NllPickBackward {
@@ -135,15 +149,18 @@ impl<T: Float> Backward<T> for NllPickBackward {
         "nll_pick"
     }
     fn backward(&self, g: &Tensor<T>, inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
-        #[cfg(feature = "cuda")]
-        if let Some(dt) = &self.dev {
-            return Ok(vec![Some(cuda::nll_backward(g, dt, inputs[0].shape())?)]);
-        }
-        let mut dx = vec![T::ZERO; inputs[0].numel()];
-        for (i, (&t, &gi)) in self.targets.iter().zip(g.values()?.iter()).enumerate() {
-            dx[i * self.classes + t] = -gi;
-        }
-        Ok(vec![Some(Tensor::from_cpu(dx, inputs[0].shape().to_vec()))])
+        let dx = match &self.targets {
+            #[cfg(feature = "cuda")]
+            SavedTargets::Dev(dt) => cuda::nll_backward(g, dt, inputs[0].shape())?,
+            SavedTargets::Host(targets) => {
+                let mut dx = vec![T::ZERO; inputs[0].numel()];
+                for (i, (&t, &gi)) in targets.iter().zip(g.values()?.iter()).enumerate() {
+                    dx[i * self.classes + t] = -gi;
+                }
+                Tensor::from_cpu(dx, inputs[0].shape().to_vec())
+            }
+        };
+        Ok(vec![Some(dx)])
     }
 }
 
@@ -171,9 +188,7 @@ fn nll_pick<T: Float>(logp: &Tensor<T>, targets: &Targets<'_>, classes: usize) -
         pick(logp, targets, classes)?,
         &[logp],
         NllPickBackward {
-            targets: targets.host.to_vec(),
-            #[cfg(feature = "cuda")]
-            dev: targets.dev.clone(),
+            targets: targets.saved(),
             classes,
         },
     )

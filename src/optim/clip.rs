@@ -6,8 +6,11 @@
 //! if coef < 1:  g <- g * coef   for every gradient
 //! ```
 //!
-//! The sum of squares is accumulated in `f64` in a fixed order (fixed chunks, combined in
-//! order), so the result does not depend on the number of threads.
+//! On the CPU the sum of squares is accumulated in `f64` in a fixed order (fixed chunks,
+//! combined in order), so the result does not depend on the number of threads. With every
+//! gradient on one GPU, it is accumulated there in the gradients' type (deterministic device
+//! sums), and the factor and the scaling stay on the device too: clipping waits for nothing, and
+//! reading the returned norm is its one synchronisation.
 
 use crate::autograd::no_grad;
 use crate::backend::cpu::{self, CHUNK, PAR_THRESHOLD};

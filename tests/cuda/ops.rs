@@ -536,6 +536,44 @@ fn pooling() {
     });
 }
 
+/// `xs[0]` batch-normed with `xs[1]`, `xs[2]` as weight and bias when given (eps 1e-5).
+fn bn_of<T: Float>(
+    xs: &[Tensor<T>],
+    running: Option<(&Tensor<T>, &Tensor<T>)>,
+    training: bool,
+    momentum: f64,
+) -> Result<Tensor<T>> {
+    let (w, b) = if xs.len() == 3 {
+        (Some(&xs[1]), Some(&xs[2]))
+    } else {
+        (None, None)
+    };
+    let (m, v) = running.unzip();
+    xs[0].batch_norm(m, v, w, b, training, momentum, 1e-5)
+}
+
+/// One training-mode batch norm of `inputs` on the CPU and on `dev`, each from the running
+/// statistics `(rm, rv)`: the statistics it leaves behind must agree, relative to `|v| + floor`.
+fn running_stats_agree(
+    inputs: &[Tensor<f64>],
+    (rm, rv): (&[f64], &[f64]),
+    momentum: f64,
+    floor: f64,
+    dev: Device,
+) -> std::result::Result<(), TestCaseError> {
+    let stats = |d: Device| {
+        let t = |v: &[f64]| Tensor::from_vec(v.to_vec(), &[v.len()], d).unwrap();
+        (t(rm), t(rv))
+    };
+    let ((mc, vc), (mg, vg)) = (stats(Device::Cpu), stats(dev));
+    bn_of(inputs, Some((&mc, &vc)), true, momentum).map_err(|e| fail("batch_norm (CPU)", e))?;
+    let on_dev: Vec<Tensor<f64>> = inputs.iter().map(|t| t.to_device(dev).unwrap()).collect();
+    bn_of(&on_dev, Some((&mg, &vg)), true, momentum).map_err(|e| fail("batch_norm (GPU)", e))?;
+    let s = |t: &Tensor<f64>| host(t).iter().map(|v| v.abs() + floor).collect::<Vec<_>>();
+    close("running_mean", &host(&mg), &host(&mc), &s(&mc), F64_TOL)?;
+    close("running_var", &host(&vg), &host(&vc), &s(&vc), F64_TOL)
+}
+
 #[test]
 fn batch_norm() {
     run_cases("batch_norm", CASES, bn_case(), |c, dev| {
@@ -545,23 +583,13 @@ fn batch_norm() {
         let rm: Vec<f64> = (0..ch).map(|_| rng.normal()).collect();
         let rv: Vec<f64> = (0..ch).map(|_| 0.5 + rng.uniform()).collect();
         let (training, momentum, running) = (c.training, c.momentum, c.running);
-        // Running statistics live on the op's device; compare them after the op too.
-        let stats = |d: Device| -> (Tensor<f64>, Tensor<f64>) {
-            (
-                Tensor::from_vec(rm.clone(), &[ch], d).unwrap(),
-                Tensor::from_vec(rv.clone(), &[ch], d).unwrap(),
-            )
-        };
         let op = |xs: &[Tensor<f64>]| {
             let d = xs[0].device();
-            let (m, v) = stats(d);
-            let (m, v) = if running { (Some(&m), Some(&v)) } else { (None, None) };
-            let (w, b) = if xs.len() == 3 {
-                (Some(&xs[1]), Some(&xs[2]))
-            } else {
-                (None, None)
-            };
-            xs[0].batch_norm(m, v, w, b, training, momentum, 1e-5)
+            let (m, v) = (
+                Tensor::from_vec(rm.clone(), &[ch], d)?,
+                Tensor::from_vec(rv.clone(), &[ch], d)?,
+            );
+            bn_of(xs, running.then_some((&m, &v)), training, momentum)
         };
         let inputs = if c.affine {
             vec![x.clone(), normal(&[ch], &mut rng), normal(&[ch], &mut rng)]
@@ -569,18 +597,9 @@ fn batch_norm() {
             vec![x.clone()]
         };
         compare::<f64>("batch_norm", op, &inputs, c.seed, dev, F64_TOL)?;
+        // Running statistics live on the op's device; compare them after the op too.
         if running && training {
-            let (mc, vc) = stats(Device::Cpu);
-            let (mg, vg) = stats(dev);
-            x.batch_norm(Some(&mc), Some(&vc), None, None, true, momentum, 1e-5)
-                .unwrap();
-            x.to_device(dev)
-                .unwrap()
-                .batch_norm(Some(&mg), Some(&vg), None, None, true, momentum, 1e-5)
-                .unwrap();
-            let s = |t: &Tensor<f64>| host(t).iter().map(|v| v.abs() + 10.0).collect::<Vec<_>>();
-            close("running_mean", &host(&mg), &host(&mc), &s(&mc), F64_TOL)?;
-            close("running_var", &host(&vg), &host(&vc), &s(&vc), F64_TOL)?;
+            running_stats_agree(&[x], (&rm, &rv), momentum, 10.0, dev)?;
         }
         Ok(())
     });
@@ -602,43 +621,18 @@ fn batch_norm_over_many_values_per_channel() {
             .add_scalar(1.5)
             .unwrap();
         let inputs = if affine {
-            vec![x.clone(), normal(&[ch], &mut rng), normal(&[ch], &mut rng)]
+            vec![x, normal(&[ch], &mut rng), normal(&[ch], &mut rng)]
         } else {
-            vec![x.clone()]
+            vec![x]
         };
-        let running = |d: Device| (Tensor::zeros(&[ch], d).unwrap(), Tensor::ones(&[ch], d).unwrap());
-        let bn = |xs: &[Tensor<f64>], rm: &Tensor<f64>, rv: &Tensor<f64>| {
-            let (w, b) = if xs.len() == 3 {
-                (Some(&xs[1]), Some(&xs[2]))
-            } else {
-                (None, None)
-            };
-            xs[0].batch_norm(Some(rm), Some(rv), w, b, true, 0.1, 1e-5)
-        };
-        let op = |xs: &[Tensor<f64>]| {
-            let (rm, rv) = running(xs[0].device());
-            bn(xs, &rm, &rv)
-        };
-        compare::<f64>("batch_norm (many values)", op, &inputs, seed, dev, F64_TOL)?;
-        let op32 = |xs: &[Tensor<f32>]| {
-            let d = xs[0].device();
-            let (rm, rv) = (Tensor::zeros(&[ch], d)?, Tensor::ones(&[ch], d)?);
-            let (w, b) = if xs.len() == 3 {
-                (Some(&xs[1]), Some(&xs[2]))
-            } else {
-                (None, None)
-            };
-            xs[0].batch_norm(Some(&rm), Some(&rv), w, b, true, 0.1, 1e-5)
-        };
-        compare::<f32>("batch_norm f32 (many values)", op32, &inputs, seed, dev, F32_TOL)?;
-        let ((mc, vc), (mg, vg)) = (running(Device::Cpu), running(dev));
-        bn(&inputs, &mc, &vc).unwrap();
-        let on_dev: Vec<Tensor<f64>> = inputs.iter().map(|t| t.to_device(dev).unwrap()).collect();
-        bn(&on_dev, &mg, &vg).unwrap();
-        let s = |t: &Tensor<f64>| host(t).iter().map(|v| v.abs() + 1.0).collect::<Vec<_>>();
-        close("running_mean", &host(&mg), &host(&mc), &s(&mc), F64_TOL)?;
-        close("running_var", &host(&vg), &host(&vc), &s(&vc), F64_TOL)?;
-        Ok(())
+        fn fresh<T: Float>(xs: &[Tensor<T>]) -> Result<Tensor<T>> {
+            let (c, d) = (xs[0].shape()[1], xs[0].device());
+            let (rm, rv) = (Tensor::zeros(&[c], d)?, Tensor::ones(&[c], d)?);
+            bn_of(xs, Some((&rm, &rv)), true, 0.1)
+        }
+        compare::<f64>("batch_norm (many values)", fresh, &inputs, seed, dev, F64_TOL)?;
+        compare::<f32>("batch_norm f32 (many values)", fresh, &inputs, seed, dev, F32_TOL)?;
+        running_stats_agree(&inputs, (&vec![0.0; ch], &vec![1.0; ch]), 0.1, 1.0, dev)
     });
 }
 
@@ -652,10 +646,9 @@ fn losses() {
             let mut rng = Rng::new(seed);
             let logits = normal(&[n, classes], &mut rng);
             let tg = targets(n, classes, &mut rng);
-            let (t1, t2, t3) = (tg.clone(), tg.clone(), tg.clone());
             compare::<f64>(
                 "cross_entropy",
-                |x| cross_entropy(&x[0], &t1, Reduction::Mean),
+                |x| cross_entropy(&x[0], &tg, Reduction::Mean),
                 std::slice::from_ref(&logits),
                 seed,
                 dev,
@@ -663,7 +656,7 @@ fn losses() {
             )?;
             compare::<f64>(
                 "cross_entropy(sum)",
-                |x| cross_entropy(&x[0], &t2, Reduction::Sum),
+                |x| cross_entropy(&x[0], &tg, Reduction::Sum),
                 std::slice::from_ref(&logits),
                 seed,
                 dev,
@@ -671,7 +664,7 @@ fn losses() {
             )?;
             compare::<f64>(
                 "cosine loss",
-                |x| CosineLoss::default().forward(&x[0], &t3),
+                |x| CosineLoss::default().forward(&x[0], &tg),
                 std::slice::from_ref(&logits),
                 seed,
                 dev,

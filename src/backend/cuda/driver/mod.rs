@@ -451,10 +451,13 @@ impl Driver {
                 n
             }
             None => {
-                // Every slot is in flight (or too small): wait for the next one, regrow it.
+                // Every slot is in flight or too small: take the next one, waiting for its copy
+                // if it is still in flight (the one case an upload waits), and regrow it.
                 let i = *next % n;
-                bump(&self.counters.syncs, 1);
-                check("cuEventSynchronize", unsafe { cuEventSynchronize(slots[i].event) })?;
+                if !done(&slots[i]) {
+                    bump(&self.counters.syncs, 1);
+                    check("cuEventSynchronize", unsafe { cuEventSynchronize(slots[i].event) })?;
+                }
                 if slots[i].bytes < want {
                     let ptr = alloc_pinned(want)?;
                     // SAFETY: its copy has completed (the event above); nothing else uses it.
