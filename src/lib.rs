@@ -56,6 +56,9 @@ mod test_util;
 pub mod viz;
 
 pub use autograd::no_grad;
+/// Which CPU kernels run: the fast ones (the default) or the readable reference kernels
+/// (`SMALLGRAD_KERNELS=reference`).
+pub use backend::cpu::kernels as cpu;
 /// The CUDA backend's public helpers (feature `cuda`): allocator and call counters, and
 /// synchronisation.
 #[cfg(feature = "cuda")]

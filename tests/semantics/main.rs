@@ -6,6 +6,7 @@
 mod common;
 
 mod determinism;
+mod kernels;
 mod reference_forward;
 mod reference_loss;
 mod torch;

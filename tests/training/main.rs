@@ -3,6 +3,7 @@
 //! One test binary per theme (docs/testing.md); each file below is one module of it.
 
 mod fashion_mnist;
+mod kernels;
 mod nn_modules;
 mod optim;
 mod resume;

@@ -5,6 +5,7 @@
 //! order. So results are bit-identical with 1 thread or 64.
 
 pub(crate) mod gemm;
+pub mod kernels;
 
 use crate::dtype::Float;
 use rayon::prelude::*;

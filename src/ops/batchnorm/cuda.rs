@@ -9,7 +9,7 @@
 //! part), then one thread per channel combines its parts in order.
 
 use super::BnArgs;
-use super::cpu::BnDims;
+use super::reference::BnDims;
 use crate::backend::cuda::{DevBuf, Gpu, arg, float_arg, gpu_of};
 use crate::dtype::Float;
 use crate::{Result, Tensor};

@@ -30,14 +30,16 @@
 //! first the per-channel sums, then `dx` elementwise. In eval mode `mu` and `r` are constants
 //! and `dL/dx = w r g`.
 
-mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod fast;
+mod reference;
 
 use crate::autograd::{Backward, Saved, record};
+use crate::cpu::{Kernels, kernels};
 use crate::dtype::Float;
 use crate::{Error, Result, Tensor};
-use cpu::BnDims;
+use reference::BnDims;
 
 const OP: &str = "batch_norm";
 
@@ -106,7 +108,11 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
         };
         // Pass 1: per-channel (sum dy, sum dy * xhat), needed by dw, db and the training dx.
         let sums = if need_w || need_b || (need_x && self.training) {
-            cpu::grad_sums(d, &x.values()?, &g.values()?, mean, invstd)
+            let (xv, gv) = (x.values()?, g.values()?);
+            match kernels() {
+                Kernels::Fast => fast::grad_sums(d, &xv, &gv, mean, invstd),
+                Kernels::Reference => reference::grad_sums(d, &xv, &gv, mean, invstd),
+            }
         } else {
             Vec::new()
         };
@@ -116,7 +122,11 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
             let coefs: Option<Vec<(T, T)>> = self
                 .training
                 .then(|| sums.iter().map(|&(sg, sgx)| (sg / m, sgx / m)).collect());
-            let data = cpu::grad_input(d, &x.values()?, &g.values()?, mean, invstd, &k, coefs.as_deref());
+            let (xv, gv, ab) = (x.values()?, g.values()?, coefs.as_deref());
+            let data = match kernels() {
+                Kernels::Fast => fast::grad_input(d, &xv, &gv, mean, invstd, &k, ab),
+                Kernels::Reference => reference::grad_input(d, &xv, &gv, mean, invstd, &k, ab),
+            };
             Some(Tensor::from_cpu(data, x_in.shape().to_vec()))
         } else {
             None
@@ -278,7 +288,10 @@ impl<T: Float> Tensor<T> {
             None => vec![T::ZERO; d.c],
         };
         let out = Tensor::from_cpu(
-            cpu::normalize(d, &self.values()?, &stats.mean, &scale, &shift),
+            match kernels() {
+                Kernels::Fast => fast::normalize(d, &self.values()?, &stats.mean, &scale, &shift),
+                Kernels::Reference => reference::normalize(d, &self.values()?, &stats.mean, &scale, &shift),
+            },
             self.shape().to_vec(),
         );
         let out = record(
@@ -351,7 +364,10 @@ impl<T: Float> Tensor<T> {
 
     /// The batch's per-channel statistics (training mode).
     fn batch_stats(&self, d: BnDims, eps: f64) -> Result<Stats<T>> {
-        let sums = cpu::channel_stats(d, &self.values()?);
+        let sums = match kernels() {
+            Kernels::Fast => fast::channel_stats(d, &self.values()?),
+            Kernels::Reference => reference::channel_stats(d, &self.values()?),
+        };
         let m = d.per_channel();
         let (mt, m1) = (T::from_usize(m), T::from_usize(m.saturating_sub(1)));
         Ok(Stats {

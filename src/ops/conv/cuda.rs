@@ -15,7 +15,7 @@
 //! A 1x1 convolution with stride 1 and no padding skips im2col and col2im: an image
 //! `[C, H*W]` is its own column matrix.
 
-use super::cpu::Conv2dParams;
+use super::reference::Conv2dParams;
 use crate::backend::cuda::blas::Gemm;
 use crate::backend::cuda::{DevBuf, Gpu, Param, arg, gpu_of};
 use crate::dtype::Float;

@@ -1,5 +1,10 @@
 //! 2-d convolution (cross-correlation, as PyTorch) over NCHW input with an OIHW weight.
 //!
+//! Kernels: `reference.rs` computes exactly the derivation below (im2col + the textbook GEMM,
+//! image by image); `fast.rs` computes the same products without building the column matrix
+//! (the GEMM reads the zero-padded image in place, on a "wide grid"), with the packed SIMD
+//! GEMM, in parallel over chunks of images. Which one runs: [`crate::cpu::Kernels`].
+//!
 //! # Forward: im2col + GEMM
 //! For one image, gather every receptive field into a column: the column matrix `col(X)` has
 //! one row per (input channel, kernel row, kernel column) — K = C·R·S rows — and one column per
@@ -16,15 +21,17 @@
 //!   the stride (rows that no window reaches get 0);
 //! - dL/db[o] = Σ_{n, oy, ox} G[n, o, oy, ox].
 
-mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod fast;
+mod reference;
 
 use crate::autograd::{Backward, Saved, record};
+use crate::cpu::{Kernels, kernels};
 use crate::dtype::Float;
 use crate::shape::Pair;
 use crate::{Error, Result, Tensor};
-use cpu::Conv2dParams;
+use reference::Conv2dParams;
 
 struct Conv2dBackward<T: Float> {
     x: Saved<T>,
@@ -44,7 +51,11 @@ impl<T: Float> Backward<T> for Conv2dBackward<T> {
         let (dx, dw) = on_device!(g.device(),
         cuda => cuda::backward(x, w, g, &self.p, need_dx, need_dw)?,
         cpu => {
-            let (dx, dw) = cpu::backward(&x.values()?, &w.values()?, &g.values()?, &self.p, need_dx, need_dw);
+            let (xv, wv, gv) = (x.values()?, w.values()?, g.values()?);
+            let (dx, dw) = match kernels() {
+                Kernels::Fast => fast::backward(&xv, &wv, &gv, &self.p, need_dx, need_dw),
+                Kernels::Reference => reference::backward(&xv, &wv, &gv, &self.p, need_dx, need_dw),
+            };
             (
                 dx.map(|d| Tensor::from_cpu(d, x.shape().to_vec())),
                 dw.map(|d| Tensor::from_cpu(d, w.shape().to_vec())),
@@ -163,7 +174,11 @@ impl<T: Float> Tensor<T> {
         cpu => {
             let data = {
                 let bias_data = bias.map(|b| b.values()).transpose()?;
-                cpu::forward(&self.values()?, &weight.values()?, bias_data.as_deref(), &p)
+                let (xv, wv, bv) = (self.values()?, weight.values()?, bias_data.as_deref());
+                match kernels() {
+                    Kernels::Fast => fast::forward(&xv, &wv, bv, &p),
+                    Kernels::Reference => reference::forward(&xv, &wv, bv, &p),
+                }
             };
             Tensor::from_cpu(data, vec![p.n, p.o, oh, ow])
         });

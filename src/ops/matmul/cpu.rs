@@ -1,10 +1,13 @@
-//! CPU kernels of matmul: a batch of independent GEMMs, each handed to
-//! [`gemm`](crate::backend::cpu::gemm::gemm). The batch runs in parallel when the total work is
-//! large; every output matrix is computed by the same sequence of operations whatever the
-//! thread count, so results are deterministic.
+//! CPU kernels of matmul: a batch of independent GEMMs, each handed to the fast packed GEMM
+//! ([`gemm`](crate::backend::cpu::gemm::gemm)) or, with the reference kernels, to the
+//! textbook triple loop ([`reference::gemm`](crate::backend::cpu::gemm::reference::gemm)),
+//! which is where to read what a matrix product computes. The batch runs in parallel when the
+//! total work is large; every output matrix is computed by the same sequence of operations
+//! whatever the thread count, so results are deterministic.
 
 use crate::backend::cpu::PAR_THRESHOLD;
-use crate::backend::cpu::gemm::{MatRef, gemm};
+use crate::backend::cpu::gemm::{MatRef, gemm, reference};
+use crate::backend::cpu::kernels::Kernels;
 use crate::dtype::Float;
 use rayon::prelude::*;
 
@@ -17,6 +20,8 @@ pub(super) struct MatmulDims {
     pub m: usize,
     pub k: usize,
     pub n: usize,
+    /// Which GEMM runs (chosen on the thread that issued the op).
+    pub kernels: Kernels,
 }
 
 impl MatmulDims {
@@ -26,6 +31,14 @@ impl MatmulDims {
             .saturating_mul(self.m)
             .saturating_mul(self.k)
             .saturating_mul(self.n)
+    }
+}
+
+/// `C (m x n) = A · B` with the GEMM `d.kernels` names.
+fn product<T: Float>(d: MatmulDims, m: usize, n: usize, k: usize, a: &MatRef<T>, b: &MatRef<T>, c: &mut [T]) {
+    match d.kernels {
+        Kernels::Fast => gemm(m, n, k, a, b, c, false),
+        Kernels::Reference => reference::gemm(m, n, k, a, b, c, false),
     }
 }
 
@@ -50,7 +63,7 @@ pub(super) fn forward<T: Float>(d: MatmulDims, a: &[T], b: &[T]) -> Vec<T> {
     over_batch(d, d.m * d.n, |i, c| {
         let a = MatRef::new(&a[i * sa..(i + 1) * sa], d.k);
         let b = MatRef::new(&b[i * sb..(i + 1) * sb], d.n);
-        gemm(d.m, d.n, d.k, &a, &b, c, false);
+        product(d, d.m, d.n, d.k, &a, &b, c);
     })
 }
 
@@ -60,7 +73,7 @@ pub(super) fn grad_a<T: Float>(d: MatmulDims, g: &[T], b: &[T]) -> Vec<T> {
     over_batch(d, d.m * d.k, |i, c| {
         let g = MatRef::new(&g[i * sg..(i + 1) * sg], d.n);
         let bt = MatRef::new(&b[i * sb..(i + 1) * sb], d.n).t();
-        gemm(d.m, d.k, d.n, &g, &bt, c, false);
+        product(d, d.m, d.k, d.n, &g, &bt, c);
     })
 }
 
@@ -70,6 +83,6 @@ pub(super) fn grad_b<T: Float>(d: MatmulDims, a: &[T], g: &[T]) -> Vec<T> {
     over_batch(d, d.k * d.n, |i, c| {
         let at = MatRef::new(&a[i * sa..(i + 1) * sa], d.k).t();
         let g = MatRef::new(&g[i * sg..(i + 1) * sg], d.n);
-        gemm(d.k, d.n, d.m, &at, &g, c, false);
+        product(d, d.k, d.n, d.m, &at, &g, c);
     })
 }

@@ -33,6 +33,16 @@ struct MatmulBackward<T: Float> {
     a: Option<Saved<T>>,
 }
 
+impl<T: Float> MatmulBackward<T> {
+    /// The saved sizes, with the kernels chosen on the thread running the backward.
+    fn dims_now(&self) -> MatmulDims {
+        MatmulDims {
+            kernels: crate::cpu::kernels(),
+            ..self.dims
+        }
+    }
+}
+
 impl<T: Float> Backward<T> for MatmulBackward<T> {
     fn name(&self) -> &'static str {
         OP
@@ -46,7 +56,7 @@ impl<T: Float> Backward<T> for MatmulBackward<T> {
                 Some(on_device!(g.device(),
                 cuda => cuda::grad_a(self.dims, g, b, a_in.shape())?,
                 cpu => {
-                    let data = cpu::grad_a(self.dims, &g.values()?, &b.values()?);
+                    let data = cpu::grad_a(self.dims_now(), &g.values()?, &b.values()?);
                     Tensor::from_cpu(data, a_in.shape().to_vec())
                 }))
             }
@@ -58,7 +68,7 @@ impl<T: Float> Backward<T> for MatmulBackward<T> {
                 Some(on_device!(g.device(),
                 cuda => cuda::grad_b(self.dims, a, g, b_in.shape())?,
                 cpu => {
-                    let data = cpu::grad_b(self.dims, &a.values()?, &g.values()?);
+                    let data = cpu::grad_b(self.dims_now(), &a.values()?, &g.values()?);
                     Tensor::from_cpu(data, b_in.shape().to_vec())
                 }))
             }
@@ -141,9 +151,16 @@ impl<T: Float> Tensor<T> {
                 m: batch * m,
                 k,
                 n,
+                kernels: crate::cpu::kernels(),
             }
         } else {
-            MatmulDims { batch, m, k, n }
+            MatmulDims {
+                batch,
+                m,
+                k,
+                n,
+                kernels: crate::cpu::kernels(),
+            }
         };
         let out = on_device!(self.device(),
             cuda => cuda::forward(dims, self, other, &out_shape)?,

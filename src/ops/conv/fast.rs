@@ -1,15 +1,19 @@
-//! CPU kernels of conv2d: im2col / col2im and the three GEMMs of forward and backward.
+//! The fast CPU kernels of conv2d: the three products of `reference.rs` (forward, weight
+//! gradient, input gradient) without building the column matrix.
+//!
+//! The forward pass and the weight gradient read `col(X)` in place from the zero-padded image
+//! on a *wide grid* ([`Shifted`]), with the packed SIMD GEMM of `backend/cpu/gemm/`; so does
+//! the input gradient of a stride-1 conv (a conv of dY with the flipped kernel). A 1x1
+//! stride-1 conv multiplies by the image itself. Only a strided conv's input gradient builds a
+//! column matrix (`Wᵀ · dY`) and scatters it with the reference `col2im`.
 //!
 //! Images are processed in fixed chunks of [`CHUNK`] images. Chunks run in parallel; inside a
-//! chunk, images run in order. The forward pass and the weight gradient never build a column
-//! matrix: the GEMM reads it in place from the padded image's phase planes ([`Shifted`]); so
-//! does the input gradient of a stride-1 conv (a conv of dY with the flipped kernel). Only a
-//! strided conv's input gradient has a column matrix, in a reused per-thread scratch buffer
-//! (bounded: one image's column matrix per thread, never the whole batch's), turned into dX by
-//! col2im. The weight gradient is summed
+//! chunk, images run in order. The strided input gradient's column matrix lives in a reused
+//! per-thread scratch buffer (one image's, never the whole batch's). The weight gradient is summed
 //! per chunk and the chunk partials are added in chunk order, so the bits do not depend on the
 //! number of threads.
 
+use super::reference::{Conv2dParams, col2im};
 use crate::backend::cpu::gemm::{MatRef, Operand, gemm};
 use crate::backend::cpu::{Scratch, with_scratch};
 use crate::dtype::Float;
@@ -17,85 +21,6 @@ use rayon::prelude::*;
 
 /// Images per work chunk.
 const CHUNK: usize = 4;
-
-/// The geometry of one conv2d: input `[n, c, h, w]`, weight `[o, c, r, s]`, output
-/// `[n, o, oh, ow]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Conv2dParams {
-    pub n: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub o: usize,
-    pub r: usize,
-    pub s: usize,
-    pub stride_h: usize,
-    pub stride_w: usize,
-    pub pad_h: usize,
-    pub pad_w: usize,
-    pub oh: usize,
-    pub ow: usize,
-}
-
-impl Conv2dParams {
-    /// Rows of the column matrix: one per (channel, kernel row, kernel column).
-    fn k(&self) -> usize {
-        self.c * self.r * self.s
-    }
-    /// Columns of the column matrix: one per output position.
-    fn p(&self) -> usize {
-        self.oh * self.ow
-    }
-    /// A 1x1, stride-1, unpadded conv: the image itself is the column matrix.
-    fn is_pointwise(&self) -> bool {
-        self.r == 1 && self.s == 1 && self.stride_h == 1 && self.stride_w == 1 && self.pad_h == 0 && self.pad_w == 0
-    }
-    /// Input row read by output row `oy` at kernel row `ki`, if inside the image.
-    #[inline]
-    fn in_y(&self, oy: usize, ki: usize) -> Option<usize> {
-        (oy * self.stride_h + ki)
-            .checked_sub(self.pad_h)
-            .filter(|&y| y < self.h)
-    }
-    /// The output columns `lo..hi` whose input column `ox * sw + kj - pw` lies inside the
-    /// image (the others read padding).
-    #[inline]
-    fn valid_x(&self, kj: usize) -> (usize, usize) {
-        let lo = self.pad_w.saturating_sub(kj).div_ceil(self.stride_w).min(self.ow);
-        let hi = if self.w + self.pad_w > kj {
-            ((self.w - 1 + self.pad_w - kj) / self.stride_w + 1).min(self.ow)
-        } else {
-            0
-        };
-        (lo, hi.max(lo))
-    }
-}
-
-/// The adjoint of the column matrix (`col(X)`, see [`Shifted`]): adds each column-matrix entry back into the image position it
-/// was read from (padding entries are dropped). `dx` is one image `[c, h, w]`, accumulated.
-fn col2im<T: Float>(col: &[T], p: &Conv2dParams, dx: &mut [T]) {
-    let np = p.p();
-    for ci in 0..p.c {
-        for ki in 0..p.r {
-            for kj in 0..p.s {
-                let row = &col[((ci * p.r + ki) * p.s + kj) * np..][..np];
-                for oy in 0..p.oh {
-                    let Some(iy) = p.in_y(oy, ki) else { continue };
-                    let dst = &mut dx[(ci * p.h + iy) * p.w..][..p.w];
-                    let (lo, hi) = p.valid_x(kj);
-                    if lo == hi {
-                        continue;
-                    }
-                    let first = lo * p.stride_w + kj - p.pad_w;
-                    let src = &row[oy * p.ow + lo..oy * p.ow + hi];
-                    for (d, &v) in dst[first..].iter_mut().step_by(p.stride_w).zip(src) {
-                        *d += v;
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// The column matrix of a convolution, read in place from a zero-padded image.
 ///
@@ -384,7 +309,7 @@ impl Conv2dParams {
 }
 
 /// Y[n] = W · col(X[n]) (+ bias), for every image.
-pub(crate) fn forward<T: Float>(x: &[T], wt: &[T], bias: Option<&[T]>, p: &Conv2dParams) -> Vec<T> {
+pub(super) fn forward<T: Float>(x: &[T], wt: &[T], bias: Option<&[T]>, p: &Conv2dParams) -> Vec<T> {
     let (k, np) = (p.k(), p.p());
     let (img_in, img_out) = (p.c * p.h * p.w, p.o * np);
     let mut out = vec![T::ZERO; p.n * img_out];
@@ -416,7 +341,7 @@ pub(crate) fn forward<T: Float>(x: &[T], wt: &[T], bias: Option<&[T]>, p: &Conv2
 }
 
 /// Gradients of conv2d: (dX if `need_dx`, dW if `need_dw`). dB is a plain sum (see mod.rs).
-pub(crate) fn backward<T: Float>(
+pub(super) fn backward<T: Float>(
     x: &[T],
     wt: &[T],
     dy: &[T],
@@ -509,64 +434,12 @@ pub(crate) fn backward<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Direct loops in f64: y, and for an upstream g, dx and dw (the definitions).
-    fn naive(x: &[f64], w: &[f64], g: &[f64], p: &Conv2dParams) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-        let mut y = vec![0.0; p.n * p.o * p.oh * p.ow];
-        let mut dx = vec![0.0; x.len()];
-        let mut dw = vec![0.0; w.len()];
-        for n in 0..p.n {
-            for o in 0..p.o {
-                for oy in 0..p.oh {
-                    for ox in 0..p.ow {
-                        let yi = ((n * p.o + o) * p.oh + oy) * p.ow + ox;
-                        for c in 0..p.c {
-                            for ki in 0..p.r {
-                                for kj in 0..p.s {
-                                    let iy = (oy * p.stride_h + ki) as isize - p.pad_h as isize;
-                                    let ix = (ox * p.stride_w + kj) as isize - p.pad_w as isize;
-                                    if iy < 0 || ix < 0 || iy >= p.h as isize || ix >= p.w as isize {
-                                        continue;
-                                    }
-                                    let xi = ((n * p.c + c) * p.h + iy as usize) * p.w + ix as usize;
-                                    let wi = ((o * p.c + c) * p.r + ki) * p.s + kj;
-                                    y[yi] += w[wi] * x[xi];
-                                    dx[xi] += w[wi] * g[yi];
-                                    dw[wi] += x[xi] * g[yi];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        (y, dx, dw)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn params(n: usize, c: usize, h: usize, w: usize, o: usize, k: usize, stride: usize, pad: usize) -> Conv2dParams {
-        let oh = (h + 2 * pad - k) / stride + 1;
-        let ow = (w + 2 * pad - k) / stride + 1;
-        Conv2dParams {
-            n,
-            c,
-            h,
-            w,
-            o,
-            r: k,
-            s: k,
-            stride_h: stride,
-            stride_w: stride,
-            pad_h: pad,
-            pad_w: pad,
-            oh,
-            ow,
-        }
-    }
+    use crate::ops::conv::reference::tests::{naive, params};
 
     /// Every path (wide grid, im2col, pointwise) at sizes that fill whole register tiles and
     /// leave partial ones, in f32 (the AVX-512 intrinsics kernels where available) against
-    /// direct loops in f64.
+    /// direct loops in f64. (tests/semantics/kernels.rs compares them with the reference
+    /// kernels over random geometries.)
     #[test]
     fn f32_paths_match_direct_loops_at_network_sizes() {
         let mut rng = crate::Rng::new(7);

@@ -1,31 +1,16 @@
-//! CPU kernels of batch norm over an input viewed as `[N, C, S]` (S = H*W, L, or 1).
+//! The fast CPU kernels of batch norm over an input viewed as `[N, C, S]` (S = H*W, L, or 1):
+//! the passes of `reference.rs`, summed with 8 accumulators (which vectorises) and run in
+//! parallel over channels or rows.
 //!
 //! Per-channel reductions run one channel per task (in parallel over channels for large
 //! inputs); inside a channel the values are summed in a fixed order (N slices of S values,
 //! each with the 8-accumulator order of `backend::cpu::sum`), so results do not depend on the
 //! thread count. Elementwise passes run over the N rows of `C*S` values.
 
+use super::reference::BnDims;
 use crate::backend::cpu::{PAR_THRESHOLD, new_rows, sum};
 use crate::dtype::Float;
 use rayon::prelude::*;
-
-/// The input viewed as `[n, c, s]`: batch, channels, values per channel per sample.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct BnDims {
-    pub n: usize,
-    pub c: usize,
-    pub s: usize,
-}
-
-impl BnDims {
-    /// Values per channel: `M = N * S`.
-    pub fn per_channel(&self) -> usize {
-        self.n * self.s
-    }
-    fn numel(&self) -> usize {
-        self.n * self.c * self.s
-    }
-}
 
 /// `sum_i f(a_i, b_i)` over equal slices with 8 accumulators combined in a fixed order.
 fn sum8<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
