@@ -14,17 +14,25 @@ use std::mem::MaybeUninit;
 
 thread_local! {
     /// Per-thread stack of scratch buffers (see [`with_scratch`]).
-    static SCRATCH: RefCell<Vec<Vec<u64>>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Vec<Vec<Line>>> = const { RefCell::new(Vec::new()) };
 }
+
+/// One cache line: the unit of [`Scratch`] storage, so every scratch buffer starts on a 64-byte
+/// boundary and a packed GEMM panel's 16-float rows are whole cache lines (an unaligned 64-byte
+/// load that straddles two lines costs two loads).
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Line([u64; 8]);
 
 /// A scratch slice of `len` elements borrowed from this thread's pool and given back on drop,
 /// so hot loops (GEMM packing, convolution columns) reuse memory instead of allocating and
 /// zeroing it on every call. The contents on creation are unspecified (whatever the last user
-/// left): callers write before they read. Nested borrows get distinct buffers. (A guard rather
+/// left): callers write before they read. Nested borrows get distinct buffers. Buffers start on
+/// a 64-byte (cache-line) boundary. (A guard rather
 /// than a closure-taking function, so that code inside `#[target_feature]` functions keeps its
 /// features: a closure body is compiled without them.)
 pub(crate) struct Scratch<T: Float> {
-    buf: Vec<u64>,
+    buf: Vec<Line>,
     len: usize,
     _t: std::marker::PhantomData<T>,
 }
@@ -34,9 +42,9 @@ impl<T: Float> Scratch<T> {
     pub(crate) fn new(len: usize) -> Self {
         const { assert!(std::mem::size_of::<T>() <= 8 && std::mem::align_of::<T>() <= 8) };
         let mut buf = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
-        let words = (len * std::mem::size_of::<T>()).div_ceil(8);
-        if buf.len() < words {
-            buf.resize(words, 0);
+        let lines = (len * std::mem::size_of::<T>()).div_ceil(64);
+        if buf.len() < lines {
+            buf.resize(lines, Line::default());
         }
         Scratch {
             buf,
@@ -50,7 +58,7 @@ impl<T: Float> Scratch<T> {
     pub(crate) fn as_mut(&mut self) -> &mut [T] {
         // SAFETY: `Float` is sealed and implemented only for f32 and f64, for which every bit
         // pattern is a valid value; the buffer holds at least `len * size_of::<T>()`
-        // initialised bytes, aligned to 8 >= align_of::<T>(), and is exclusively ours.
+        // initialised bytes, aligned to 64 >= align_of::<T>(), and is exclusively ours.
         unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().cast::<T>(), self.len) }
     }
 }

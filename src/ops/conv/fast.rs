@@ -39,8 +39,9 @@ const CHUNK: usize = 4;
 /// phases a < r, b < s are read (a 1x1 stride-2 conv needs one plane of four).
 struct Shifted<'a, T> {
     xp: &'a [T],
-    g: &'a ShiftGeom,
-    trans: bool,
+    /// Where each row of the column matrix starts in `xp`: [`ShiftGeom::row_starts`],
+    /// computed once per convolution (not per image: it costs a few divisions per row).
+    starts: &'a [usize],
 }
 
 /// Sizes of a convolution on the wide grid: input `[c, h, w]` padded by (ph, pw), kernel
@@ -152,34 +153,45 @@ impl ShiftGeom {
     }
 }
 
+impl ShiftGeom {
+    /// Where row (ci, ki, kj) of the column matrix starts in the phase-plane buffer: plane
+    /// (ci, ki % sh, kj % sw), row ki / sh, column kj / sw; for every row r < c * r * s.
+    fn row_starts(&self) -> Vec<usize> {
+        let (pa, pb) = self.phases();
+        (0..self.k())
+            .map(|r| {
+                let (ci, ki, kj) = (r / (self.r * self.s), r / self.s % self.r, r % self.s);
+                let plane = (ci * pa + ki % self.sh) * pb + kj % self.sw;
+                plane * self.hq() * self.wq() + (ki / self.sh) * self.wq() + kj / self.sw
+            })
+            .collect()
+    }
+}
+
 impl<T: Float> Operand<T> for Shifted<'_, T> {
     fn trans(&self) -> bool {
-        self.trans
+        false
     }
     fn row<'s>(&'s self, r: usize, c0: usize, len: usize, _buf: &'s mut [T]) -> &'s [T] {
-        &self.xp[self.row_start(r) + c0..][..len]
+        &self.xp[self.starts[r] + c0..][..len]
     }
     fn direct(&self) -> Option<&[T]> {
         Some(self.xp)
     }
     fn row_start(&self, r: usize) -> usize {
-        let g = self.g;
-        let (ci, ki, kj) = (r / (g.r * g.s), r / g.s % g.r, r % g.s);
-        let (pa, pb) = g.phases();
-        let plane = (ci * pa + ki % g.sh) * pb + kj % g.sw;
-        plane * g.hq() * g.wq() + (ki / g.sh) * g.wq() + kj / g.sw
+        self.starts[r]
     }
 }
 
-/// One image of a convolution: `y [o, oh, ow] = W [o, c*r*s] ⋆ x [c, h, w]`.
-fn shift_forward<T: Float>(g: &ShiftGeom, x: &[T], wt: &[T], y: &mut [T]) {
+/// One image of a convolution: `y [o, oh, ow] = W [o, c*r*s] ⋆ x [c, h, w]`; `starts` is
+/// `g.row_starts()`.
+fn shift_forward<T: Float>(g: &ShiftGeom, starts: &[usize], x: &[T], wt: &[T], y: &mut [T]) {
     let (nq, wq, oh, ow) = (g.nq(), g.wq(), g.oh(), g.ow());
     let (mut xp, mut wide) = g.buffers(x);
     let wide = wide.as_mut();
     let b = Shifted {
         xp: xp.as_mut(),
-        g,
-        trans: false,
+        starts,
     };
     gemm(g.o, nq, g.k(), &MatRef::new(wt, g.k()), &b, wide, false);
     for (yo, wo) in y.chunks_exact_mut(oh * ow).zip(wide.chunks_exact(nq)) {
@@ -192,8 +204,9 @@ fn shift_forward<T: Float>(g: &ShiftGeom, x: &[T], wt: &[T], y: &mut [T]) {
 /// One image's weight gradient of a convolution, transposed: `dwt [c*r*s, o] +=
 /// col(X) · dYᵀ`, on the wide grid with zeros in dY's extra columns. In this orientation the
 /// column matrix is the *left* operand, which the AVX-512 kernel reads in place from the padded
-/// image (no packing of the large operand); only dY (o x nq) is packed.
-fn shift_weight_grad_t<T: Float>(g: &ShiftGeom, x: &[T], dy: &[T], dwt: &mut [T]) {
+/// image (no packing of the large operand); only dY (o x nq) is packed. `starts` is
+/// `g.row_starts()`.
+fn shift_weight_grad_t<T: Float>(g: &ShiftGeom, starts: &[usize], x: &[T], dy: &[T], dwt: &mut [T]) {
     let (nq, wq, oh, ow) = (g.nq(), g.wq(), g.oh(), g.ow());
     let (mut xp, mut wide) = g.buffers(x);
     let wide = wide.as_mut();
@@ -205,8 +218,7 @@ fn shift_weight_grad_t<T: Float>(g: &ShiftGeom, x: &[T], dy: &[T], dwt: &mut [T]
     }
     let a = Shifted {
         xp: xp.as_mut(),
-        g,
-        trans: false,
+        starts,
     };
     gemm(g.k(), g.o, nq, &a, &MatRef::new(wide, nq).t(), dwt, true);
 }
@@ -313,6 +325,8 @@ pub(super) fn forward<T: Float>(x: &[T], wt: &[T], bias: Option<&[T]>, p: &Conv2
     let (k, np) = (p.k(), p.p());
     let (img_in, img_out) = (p.c * p.h * p.w, p.o * np);
     let mut out = vec![T::ZERO; p.n * img_out];
+    let geom = p.shift_geom();
+    let starts = if p.is_shift() { geom.row_starts() } else { Vec::new() };
     let body = |(ci, out_chunk): (usize, &mut [T])| {
         for (j, y) in out_chunk.chunks_mut(img_out).enumerate() {
             let xi = &x[(ci * CHUNK + j) * img_in..][..img_in];
@@ -320,7 +334,7 @@ pub(super) fn forward<T: Float>(x: &[T], wt: &[T], bias: Option<&[T]>, p: &Conv2
             if p.is_pointwise() {
                 gemm(p.o, np, k, &w, &MatRef::new(xi, np), y, false);
             } else {
-                shift_forward(&p.shift_geom(), xi, wt, y);
+                shift_forward(&geom, &starts, xi, wt, y);
             }
             if let Some(b) = bias {
                 for (row, &bv) in y.chunks_mut(np).zip(b) {
@@ -359,6 +373,13 @@ pub(super) fn backward<T: Float>(
     let chunks = p.n.div_ceil(CHUNK);
     let dx_geom = if need_dx { p.shift_geom_dx() } else { None };
     let wflip = dx_geom.map(|_| flipped_weight(wt, p));
+    let dx_starts = dx_geom.map(|g| g.row_starts()).unwrap_or_default();
+    let geom = p.shift_geom();
+    let starts = if need_dw && p.is_shift() {
+        geom.row_starts()
+    } else {
+        Vec::new()
+    };
     // One chunk: its images in order; returns the chunk's partial dW.
     let body = |ci: usize, dx_chunk: Option<&mut [T]>| -> Vec<T> {
         let mut dw = if need_dw { vec![T::ZERO; p.o * k] } else { Vec::new() };
@@ -379,7 +400,7 @@ pub(super) fn backward<T: Float>(
                 if p.is_pointwise() {
                     gemm(p.o, k, np, &dyi, &MatRef::new(xi, np).t(), &mut dw, true);
                 } else {
-                    shift_weight_grad_t(&p.shift_geom(), xi, dyi.data, &mut dwt);
+                    shift_weight_grad_t(&geom, &starts, xi, dyi.data, &mut dwt);
                 }
             }
             if let Some(dxc) = dx_chunk.as_deref_mut() {
@@ -389,7 +410,7 @@ pub(super) fn backward<T: Float>(
                     // dX[n] = Wᵀ (k x o) · dY[n] (o x np), straight into the image.
                     gemm(k, np, p.o, &wt_t, &dyi, dxi, false);
                 } else if let (Some(g), Some(wf)) = (dx_geom.as_ref(), wflip.as_deref()) {
-                    shift_forward(g, dyi.data, wf, dxi);
+                    shift_forward(g, &dx_starts, dyi.data, wf, dxi);
                 } else {
                     with_scratch::<T, _>(k * np, |dcol| {
                         gemm(k, np, p.o, &wt_t, &dyi, dcol, false);

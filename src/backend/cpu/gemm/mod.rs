@@ -4,7 +4,8 @@
 //! 1. the shared dimension k is cut into blocks of `KC`; for each block, B's rows are *packed*
 //!    into panels of `NR` columns (k-major: the NR values of one k are adjacent), so the
 //!    innermost loop reads B sequentially whatever its layout or transposition;
-//! 2. C's rows are cut into blocks of `MC` rows (the unit of parallel work); each block packs
+//! 2. C's rows are cut into blocks of at most `MC` rows (the unit of parallel work, sized to
+//!    split evenly over the threads); each block packs
 //!    its rows of A into panels of `MR` rows;
 //! 3. a register-tiled micro-kernel multiplies one MR-row panel of A by one NR-column panel of
 //!    B, keeping the MR x NR tile of C in registers for the whole k block: each loaded value of
@@ -46,6 +47,10 @@ const MC: usize = 96;
 /// An operand is read in place (not packed) by the AVX-512 kernel when the other dimension is
 /// below this: then each packed element would be used too few times to repay its copy.
 const DIRECT_BELOW: usize = 128;
+
+/// Rows of the AVX-512 tile (2 vectors wide): its accumulators are `2 * AVX512_MR` of the 32
+/// zmm registers.
+const AVX512_MR: usize = 8;
 
 /// A matrix operand: row-major data, its leading dimension (row stride) and whether it is to be
 /// used transposed.
@@ -229,8 +234,8 @@ pub(crate) fn gemm<T: Float, A: Operand<T> + ?Sized, B: Operand<T> + ?Sized>(
         // channels) gets a 16 x 1-vector tile instead of wasting half of an 8 x 2-vector one.
         (Isa::Avx512, true) if n <= 16 => g.run::<T, 16, 16>(Isa::Avx512, c),
         (Isa::Avx512, false) if n <= 8 => g.run::<T, 16, 8>(Isa::Avx512, c),
-        (Isa::Avx512, true) => g.run::<T, 8, 32>(Isa::Avx512, c),
-        (Isa::Avx512, false) => g.run::<T, 8, 16>(Isa::Avx512, c),
+        (Isa::Avx512, true) => g.run::<T, AVX512_MR, 32>(Isa::Avx512, c),
+        (Isa::Avx512, false) => g.run::<T, AVX512_MR, 16>(Isa::Avx512, c),
         (Isa::Avx2, true) => g.run::<T, 6, 16>(Isa::Avx2, c),
         (Isa::Avx2, false) => g.run::<T, 6, 8>(Isa::Avx2, c),
         (Isa::Portable, true) => g.run::<T, 4, 16>(Isa::Portable, c),
@@ -299,6 +304,7 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
             let kc = KC.min(k - p0);
             let bpack = &mut bpack[..packed_panels * NR * kc];
             let parallel = m > MC && m.saturating_mul(n).saturating_mul(kc) >= 4 * PAR_THRESHOLD;
+            let mc = if parallel { balanced_rows::<MR>(m) } else { MC };
             if parallel && packed_panels >= 8 {
                 // Groups of 4 panels per task: packing is a large serial part otherwise.
                 bpack.par_chunks_mut(4 * NR * kc).enumerate().for_each(|(g, dst)| {
@@ -326,7 +332,7 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
             };
             let work = |(bi, cblk): (usize, &mut [T])| {
                 let args = BlockArgs {
-                    row0: bi * MC,
+                    row0: bi * mc,
                     rows: cblk.len() / n,
                     ..args
                 };
@@ -341,12 +347,23 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
                 }
             };
             if parallel {
-                c.par_chunks_mut(MC * n).enumerate().for_each(work);
+                c.par_chunks_mut(mc * n).enumerate().for_each(work);
             } else {
-                c.chunks_mut(MC * n).enumerate().for_each(work);
+                c.chunks_mut(mc * n).enumerate().for_each(work);
             }
         }
     }
+}
+
+/// Rows per parallel row block: at most `MC`, a multiple of `MR`, and as even a split of the
+/// `m` rows over a whole multiple of the pool's threads as that allows (m = 256 on 2 threads:
+/// 4 blocks of 64 rows, not 96 + 96 + 64, which leaves one thread idle for a third of the
+/// time). The block height changes which thread computes a row, never how: the bits do not
+/// depend on it.
+fn balanced_rows<const MR: usize>(m: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let blocks = threads * m.div_ceil(threads * MC);
+    m.div_ceil(blocks).next_multiple_of(MR).min(MC)
 }
 
 /// What one row block needs.
