@@ -1,7 +1,9 @@
 //! The AVX-512 micro-kernels, written with intrinsics (LLVM does not keep a 16-vector tile
 //! written as plain arrays in registers). 8 rows x 2 vectors of C = 16 independent
 //! accumulators, enough to cover the FMA latency on two FMA ports; + 2 vectors of B + 1
-//! broadcast of A = 19 of the 32 zmm registers. Each C element gets one fused multiply-add per
+//! broadcast of A = 19 of the 32 zmm registers. Large products use 6 rows x 4 vectors: 24
+//! accumulators + 4 of B + 1 broadcast = 29 registers, and 10 loads per 24 FMAs instead of 10
+//! per 16, which leaves the loop's front end room to keep both FMA ports busy. Each C element gets one fused multiply-add per
 //! k in k order, exactly as `super::micro_kernel` with FMA, so the bits equal the generic kernel's.
 
 use std::arch::x86_64::*;
@@ -10,8 +12,8 @@ macro_rules! tile_fn {
     ($name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident) => {
         /// `out (MR x NV vectors) = A (kc x MR) · B (kc x NV vectors)`. A is a packed panel
         /// (`a_packed[p * MR + i]`) or, when `a_direct`, MR rows (`a_rows[i][p]`); B row p
-        /// is at `b + b_offs[p]`. Tiles used: 8 x 2 vectors, and 16 x 1 for narrow
-        /// products (n <= one vector), both 16 accumulators.
+        /// is at `b + b_offs[p]`. Tiles used: 6 x 4 vectors (large products), 8 x 2, and
+        /// 16 x 1 for narrow products (n <= one vector).
         ///
         /// # Safety
         /// AVX-512F is available; every address named above is readable for p < kc; `out`

@@ -19,9 +19,9 @@
 //! reads that operand *in place* (`Operand::direct`) instead.
 //!
 //! Micro-kernels: with AVX-512F, written with intrinsics (`mod avx512`; LLVM does not keep a
-//! 16-vector tile written as plain arrays in registers): 8 rows x 2 vectors (16 independent
-//! accumulators, enough to cover the FMA latency on two FMA ports), or 16 x 1 vector for
-//! narrow products. With AVX2+FMA and without either, the plain-Rust `micro_kernel` with
+//! 16-vector tile written as plain arrays in registers): 6 rows x 4 vectors (24 accumulators)
+//! for large products, 8 rows x 2 vectors (16 independent accumulators, enough to cover the
+//! FMA latency on two FMA ports) for a conv's small ones, or 16 x 1 vector for narrow products. With AVX2+FMA and without either, the plain-Rust `micro_kernel` with
 //! constant bounds (6 x 2 vectors of 8 lanes; 4 x 16 portable), compiled under the matching
 //! `#[target_feature]`. The variant is picked at run time with `is_x86_feature_detected!`.
 //! Transposed operands are handled by the packing (never materialised). Packing buffers come
@@ -42,15 +42,11 @@ use rayon::prelude::*;
 
 /// Depth of one k block (an MR x KC panel of A and a KC x NR panel of B stay in L1/L2).
 const KC: usize = 256;
-/// Rows of C per parallel work unit (a multiple of every MR below).
+/// Rows of C per parallel work unit, at most (a multiple of every MR below: 6, 8, 16).
 const MC: usize = 96;
 /// An operand is read in place (not packed) by the AVX-512 kernel when the other dimension is
 /// below this: then each packed element would be used too few times to repay its copy.
 const DIRECT_BELOW: usize = 128;
-
-/// Rows of the AVX-512 tile (2 vectors wide): its accumulators are `2 * AVX512_MR` of the 32
-/// zmm registers.
-const AVX512_MR: usize = 8;
 
 /// A matrix operand: row-major data, its leading dimension (row stride) and whether it is to be
 /// used transposed.
@@ -234,8 +230,14 @@ pub(crate) fn gemm<T: Float, A: Operand<T> + ?Sized, B: Operand<T> + ?Sized>(
         // channels) gets a 16 x 1-vector tile instead of wasting half of an 8 x 2-vector one.
         (Isa::Avx512, true) if n <= 16 => g.run::<T, 16, 16>(Isa::Avx512, c),
         (Isa::Avx512, false) if n <= 8 => g.run::<T, 16, 8>(Isa::Avx512, c),
-        (Isa::Avx512, true) => g.run::<T, AVX512_MR, 32>(Isa::Avx512, c),
-        (Isa::Avx512, false) => g.run::<T, AVX512_MR, 16>(Isa::Avx512, c),
+        // A large product (both operands packed): 6 rows x 4 vectors, 24 accumulators, 10
+        // loads per 24 FMAs (the 8 x 2 tile issues 10 per 16, and its loop front-end, not the
+        // FMA units, is the limit: 6 x 4 runs square f32 GEMMs ~5-10% and f64 ~15% faster).
+        // On a conv's small products it loses (m = 16 or n = 32 leave a 6 x 4 tile part-empty).
+        (Isa::Avx512, true) if m >= DIRECT_BELOW && n >= DIRECT_BELOW => g.run::<T, 6, 64>(Isa::Avx512, c),
+        (Isa::Avx512, false) if m >= DIRECT_BELOW && n >= DIRECT_BELOW => g.run::<T, 6, 32>(Isa::Avx512, c),
+        (Isa::Avx512, true) => g.run::<T, 8, 32>(Isa::Avx512, c),
+        (Isa::Avx512, false) => g.run::<T, 8, 16>(Isa::Avx512, c),
         (Isa::Avx2, true) => g.run::<T, 6, 16>(Isa::Avx2, c),
         (Isa::Avx2, false) => g.run::<T, 6, 8>(Isa::Avx2, c),
         (Isa::Portable, true) => g.run::<T, 4, 16>(Isa::Portable, c),
@@ -305,10 +307,12 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
             let bpack = &mut bpack[..packed_panels * NR * kc];
             let parallel = m > MC && m.saturating_mul(n).saturating_mul(kc) >= 4 * PAR_THRESHOLD;
             let mc = if parallel { balanced_rows::<MR>(m) } else { MC };
-            if parallel && packed_panels >= 8 {
-                // Groups of 4 panels per task: packing is a large serial part otherwise.
-                bpack.par_chunks_mut(4 * NR * kc).enumerate().for_each(|(g, dst)| {
-                    pack_b::<T, B, NR>(self.b, p0, kc, n, first_packed + 4 * g, dst);
+            if parallel && packed_panels >= 2 {
+                // Packed in parallel, a few panel groups per thread: packing is a large serial
+                // part otherwise (a third of a 256^3 product on 2 threads).
+                let group = packed_panels.div_ceil(2 * rayon::current_num_threads().max(1));
+                bpack.par_chunks_mut(group * NR * kc).enumerate().for_each(|(g, dst)| {
+                    pack_b::<T, B, NR>(self.b, p0, kc, n, first_packed + group * g, dst);
                 });
             } else if packed_panels > 0 {
                 pack_b::<T, B, NR>(self.b, p0, kc, n, first_packed, bpack);
@@ -357,8 +361,8 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
 
 /// Rows per parallel row block: at most `MC`, a multiple of `MR`, and as even a split of the
 /// `m` rows over a whole multiple of the pool's threads as that allows (m = 256 on 2 threads:
-/// 4 blocks of 64 rows, not 96 + 96 + 64, which leaves one thread idle for a third of the
-/// time). The block height changes which thread computes a row, never how: the bits do not
+/// 4 blocks of 64 rows, where fixed blocks of 96 gave 96 + 96 + 64 and left one thread idle a third
+/// of the time). The block height changes which thread computes a row, never how: the bits do not
 /// depend on it.
 fn balanced_rows<const MR: usize>(m: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
@@ -490,7 +494,7 @@ fn micro_kernel<T: Float, const MR: usize, const NR: usize, const FMA: bool>(
 
 /// The AVX-512 row block: like [`block`], with the intrinsics micro-kernels of [`avx512`], and
 /// A and/or B read in place when [`Gemm::run`] chose so. Only the tiles of `gemm`'s AVX-512
-/// arms (8 x 2 vectors, 16 x 1 vector) are dispatched here.
+/// arms (6 x 4, 8 x 2 and 16 x 1 vectors) are dispatched here.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const NR: usize>(
@@ -513,7 +517,7 @@ unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const 
     } = *args;
     let is_f32 = std::mem::size_of::<T>() == 4;
     let lanes = if is_f32 { 16 } else { 8 };
-    assert!(NR == lanes || NR == 2 * lanes);
+    assert!(NR == lanes || NR == 2 * lanes || NR == 4 * lanes);
     let apanels = rows.div_ceil(MR);
     let mut scratch = Scratch::<T>::new(if a_starts.is_some() { 0 } else { apanels * MR * kc });
     let apack = scratch.as_mut();
@@ -557,17 +561,23 @@ unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const 
             unsafe {
                 let out = tile.as_mut_ptr().cast::<T>();
                 let (ap, ar, ad, bp, bo) = (a_packed, &a_rows, a_starts.is_some(), bptr, boffs.as_ptr());
-                match (is_f32, NR == lanes) {
-                    (true, false) => {
+                match (is_f32, NR / lanes) {
+                    (true, 4) => {
+                        avx512::tile_f32::<MR, 4>(kc, ap.cast(), &ar.map(|p| p.cast()), ad, bp.cast(), bo, out.cast())
+                    }
+                    (true, 2) => {
                         avx512::tile_f32::<MR, 2>(kc, ap.cast(), &ar.map(|p| p.cast()), ad, bp.cast(), bo, out.cast())
                     }
-                    (true, true) => {
+                    (true, _) => {
                         avx512::tile_f32::<MR, 1>(kc, ap.cast(), &ar.map(|p| p.cast()), ad, bp.cast(), bo, out.cast())
                     }
-                    (false, false) => {
+                    (false, 4) => {
+                        avx512::tile_f64::<MR, 4>(kc, ap.cast(), &ar.map(|p| p.cast()), ad, bp.cast(), bo, out.cast())
+                    }
+                    (false, 2) => {
                         avx512::tile_f64::<MR, 2>(kc, ap.cast(), &ar.map(|p| p.cast()), ad, bp.cast(), bo, out.cast())
                     }
-                    (false, true) => {
+                    (false, _) => {
                         avx512::tile_f64::<MR, 1>(kc, ap.cast(), &ar.map(|p| p.cast()), ad, bp.cast(), bo, out.cast())
                     }
                 }
@@ -655,6 +665,7 @@ mod tests {
 
     #[test]
     fn every_kernel_variant_agrees_with_the_naive_product() {
+        type RunTile = fn(&Gemm<'_, '_, MatRef<'_, f32>, MatRef<'_, f32>>, &mut [f32]);
         let mut rng = crate::Rng::new(2);
         let (m, n, k) = (13, 37, 300);
         let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
@@ -682,14 +693,21 @@ mod tests {
                 b: &MatRef::new(&b, n),
                 accumulate: false,
             };
-            let mut c = vec![f32::NAN; m * n];
-            match which {
-                Isa::Avx512 => g.run::<f32, 8, 32>(which, &mut c),
-                Isa::Avx2 => g.run::<f32, 6, 16>(which, &mut c),
-                Isa::Portable => g.run::<f32, 4, 16>(which, &mut c),
-            }
-            for (x, y) in c.iter().zip(&want) {
-                assert!((*x as f64 - y).abs() < 1e-3 * (1.0 + y.abs()), "{which:?}");
+            let tiles: &[RunTile] = match which {
+                Isa::Avx512 => &[
+                    |g, c| g.run::<f32, 8, 32>(Isa::Avx512, c),
+                    |g, c| g.run::<f32, 6, 64>(Isa::Avx512, c),
+                    |g, c| g.run::<f32, 16, 16>(Isa::Avx512, c),
+                ],
+                Isa::Avx2 => &[|g, c| g.run::<f32, 6, 16>(Isa::Avx2, c)],
+                Isa::Portable => &[|g, c| g.run::<f32, 4, 16>(Isa::Portable, c)],
+            };
+            for (t, tile) in tiles.iter().enumerate() {
+                let mut c = vec![f32::NAN; m * n];
+                tile(&g, &mut c);
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((*x as f64 - y).abs() < 1e-3 * (1.0 + y.abs()), "{which:?} tile {t}");
+                }
             }
         }
     }
