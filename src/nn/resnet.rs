@@ -126,13 +126,14 @@ impl<T: Float> BasicBlock<T> {
 
 impl<T: Float> Module<T> for BasicBlock<T> {
     fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
-        let h = self.bn1.forward(&self.conv1.forward(x)?)?.relu()?;
-        let h = self.bn2.forward(&self.conv2.forward(&h)?)?;
+        // relu(bn(.)) and relu(bn(.) + shortcut) are each one fused op (batch_norm_relu).
+        let h = self.bn1.forward_relu(&self.conv1.forward(x)?, None)?;
+        let h = self.conv2.forward(&h)?;
         let shortcut = match &self.downsample {
             Some(d) => d.forward(x)?,
             None => x.clone(),
         };
-        h.add(&shortcut)?.relu()
+        self.bn2.forward_relu(&h, Some(&shortcut))
     }
     fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
         let mut v = prefixed("conv1", self.conv1.named_parameters());
@@ -185,14 +186,14 @@ impl<T: Float> Bottleneck<T> {
 
 impl<T: Float> Module<T> for Bottleneck<T> {
     fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
-        let h = self.bn1.forward(&self.conv1.forward(x)?)?.relu()?;
-        let h = self.bn2.forward(&self.conv2.forward(&h)?)?.relu()?;
-        let h = self.bn3.forward(&self.conv3.forward(&h)?)?;
+        let h = self.bn1.forward_relu(&self.conv1.forward(x)?, None)?;
+        let h = self.bn2.forward_relu(&self.conv2.forward(&h)?, None)?;
+        let h = self.conv3.forward(&h)?;
         let shortcut = match &self.downsample {
             Some(d) => d.forward(x)?,
             None => x.clone(),
         };
-        h.add(&shortcut)?.relu()
+        self.bn3.forward_relu(&h, Some(&shortcut))
     }
     fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
         let mut v = prefixed("conv1", self.conv1.named_parameters());
@@ -239,7 +240,7 @@ impl<T: Float> ResNet<T> {
 
     /// The pooled features `[N, feature_dim]` (everything but `fc`).
     pub fn features(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
-        let mut h = self.bn1.forward(&self.conv1.forward(x)?)?.relu()?;
+        let mut h = self.bn1.forward_relu(&self.conv1.forward(x)?, None)?;
         if self.maxpool {
             h = h.max_pool2d(3, 2, 1)?;
         }

@@ -7,7 +7,7 @@
 //! each with the 8-accumulator order of `backend::cpu::sum`), so results do not depend on the
 //! thread count. Elementwise passes run over the N rows of `C*S` values.
 
-use super::reference::BnDims;
+use super::reference::{BnDims, relu};
 use crate::backend::cpu::{PAR_THRESHOLD, new_rows, sum};
 use crate::dtype::Float;
 use rayon::prelude::*;
@@ -76,6 +76,51 @@ pub(super) fn normalize<T: Float>(d: BnDims, x: &[T], mean: &[T], scale: &[T], s
             for (o, &v) in orow[range.clone()].iter_mut().zip(&xrow[range]) {
                 o.write((v - mu) * k + b);
             }
+        }
+    })
+}
+
+/// The fused forward: `y = relu((x - mean[c]) * scale[c] + shift[c] + residual)` in one pass
+/// (the residual, if any, has the input's shape).
+pub(super) fn normalize_relu<T: Float>(
+    d: BnDims,
+    x: &[T],
+    mean: &[T],
+    scale: &[T],
+    shift: &[T],
+    residual: Option<&[T]>,
+) -> Vec<T> {
+    let row = d.c * d.s;
+    new_rows(d.n, row, 2 * row, |i, orow| {
+        let xrow = &x[i * row..(i + 1) * row];
+        for c in 0..d.c {
+            let (mu, k, b) = (mean[c], scale[c], shift[c]);
+            let range = c * d.s..(c + 1) * d.s;
+            let (o, xs) = (&mut orow[range.clone()], &xrow[range.clone()]);
+            match residual {
+                Some(r) => {
+                    let rs = &r[i * row..(i + 1) * row][range];
+                    for ((o, &v), &rv) in o.iter_mut().zip(xs).zip(rs) {
+                        o.write(relu((v - mu) * k + b + rv));
+                    }
+                }
+                None => {
+                    for (o, &v) in o.iter_mut().zip(xs) {
+                        o.write(relu((v - mu) * k + b));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// [`super::reference::relu_grad`] in parallel over the N rows.
+pub(super) fn relu_grad<T: Float>(d: BnDims, dy: &[T], y: &[T]) -> Vec<T> {
+    let row = d.c * d.s;
+    new_rows(d.n, row, row, |i, orow| {
+        let (gs, ys) = (&dy[i * row..(i + 1) * row], &y[i * row..(i + 1) * row]);
+        for ((o, &g), &v) in orow.iter_mut().zip(gs).zip(ys) {
+            o.write(if v > T::ZERO { g } else { T::ZERO });
         }
     })
 }

@@ -55,6 +55,10 @@ struct BatchNormBackward<T: Float> {
     has_bias: bool,
     /// Per channel: the mean and 1/sqrt(var + eps) used to normalise (batch or running).
     stats: SavedStats<T>,
+    /// [`Tensor::batch_norm_relu`]: its output `y = relu(z)`, whose sign is the ReLU's mask.
+    relu_out: Option<Saved<T>>,
+    /// [`Tensor::batch_norm_relu`] with a residual: the last input, whose gradient is `dz`.
+    has_residual: bool,
 }
 
 /// The per-channel statistics a forward normalised with, where its device keeps them.
@@ -68,7 +72,7 @@ enum SavedStats<T: Float> {
 
 impl<T: Float> Backward<T> for BatchNormBackward<T> {
     fn name(&self) -> &'static str {
-        OP
+        if self.relu_out.is_some() { "batch_norm_relu" } else { OP }
     }
 
     fn backward(&self, g: &Tensor<T>, inputs: &[Tensor<T>]) -> Result<Vec<Option<Tensor<T>>>> {
@@ -80,6 +84,26 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
         let (need_x, need_w, need_b) = (x_in.is_requires_grad(), needs(w_in), needs(b_in));
 
         let x = self.x.get(OP)?;
+        // The fused op: the gradient at the pre-activation z = bn(x) + residual is dy masked
+        // by relu(z) > 0; everything below is batch norm's backward for that gradient.
+        let dz = match &self.relu_out {
+            Some(y) => {
+                let (gv, yv) = (g.values()?, y.get(OP)?.values()?);
+                let data = match kernels() {
+                    Kernels::Fast => fast::relu_grad(d, &gv, &yv),
+                    Kernels::Reference => reference::relu_grad(&gv, &yv),
+                };
+                Some(Tensor::from_cpu(data, g.shape().to_vec()))
+            }
+            None => None,
+        };
+        let g = dz.as_ref().unwrap_or(g);
+        let residual_grad = |grads: &mut Vec<Option<Tensor<T>>>| {
+            if self.has_residual {
+                let r = &inputs[inputs.len() - 1];
+                grads.push((r.is_requires_grad()).then(|| g.clone()));
+            }
+        };
         let (mean, invstd) = match &self.stats {
             SavedStats::Host { mean, invstd } => (mean, invstd),
             #[cfg(feature = "cuda")]
@@ -98,6 +122,7 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
                 if self.has_bias {
                     grads.push(db);
                 }
+                residual_grad(&mut grads);
                 return Ok(grads);
             }
         };
@@ -140,6 +165,7 @@ impl<T: Float> Backward<T> for BatchNormBackward<T> {
         if self.has_bias {
             grads.push(if need_b { Some(per_channel(|s| s.0)?) } else { None });
         }
+        residual_grad(&mut grads);
         Ok(grads)
     }
 }
@@ -154,6 +180,9 @@ struct BnArgs<'a, T: Float> {
     training: bool,
     momentum: f64,
     eps: f64,
+    /// Fused: `relu(batch_norm(x) + residual)` ([`Tensor::batch_norm_relu`]).
+    relu: bool,
+    residual: Option<&'a Tensor<T>>,
 }
 
 fn missing_running_stats() -> Error {
@@ -221,9 +250,68 @@ impl<T: Float> Tensor<T> {
         momentum: f64,
         eps: f64,
     ) -> Result<Tensor<T>> {
-        let d = self.check_batch_norm_args([running_mean, running_var, weight, bias], training, momentum, eps)?;
-        if !training && (running_mean.is_none() || running_var.is_none()) {
-            return Err(missing_running_stats());
+        self.batch_norm_with(&BnArgs {
+            running_mean,
+            running_var,
+            weight,
+            bias,
+            training,
+            momentum,
+            eps,
+            relu: false,
+            residual: None,
+        })
+    }
+
+    /// Batch norm fused with the ReLU after it, and with the residual add before that ReLU:
+    /// `relu(batch_norm(x, ...) + residual)`, the `relu(bn(conv(x)))` and
+    /// `relu(bn(conv(h)) + shortcut)` of a ResNet block, as one op. Arguments as
+    /// [`batch_norm`](Self::batch_norm) (the running statistics are updated the same way);
+    /// `residual`, if given, has this tensor's shape and device.
+    ///
+    /// The result equals the three ops' (the same arithmetic per element), but the CPU kernel
+    /// makes one pass for normalise + add + ReLU instead of three, and the graph keeps one
+    /// output instead of three. On CUDA, and with the reference kernels
+    /// ([`crate::cpu::Kernels::Reference`]), it runs as those three ops.
+    ///
+    /// Derivative: with `z = bn(x) + residual` and `y = relu(z)`, `dz = dy` where `y > 0`, else
+    /// 0 (relu'(0) = 0, as [`relu`](Self::relu)); `d residual = dz`; and `dx`, `dw`, `db` are
+    /// batch norm's for the incoming gradient `dz` (`src/ops/batchnorm/mod.rs`).
+    ///
+    /// ```
+    /// # use smallgrad::{Tensor, Device};
+    /// let x = Tensor::<f32>::from_vec(vec![1., 10., 3., 30.], &[2, 2], Device::Cpu)?;
+    /// let r = Tensor::<f32>::from_vec(vec![0.5, 0.5, 0.5, 0.5], &[2, 2], Device::Cpu)?;
+    /// let y = x.batch_norm_relu(None, None, None, None, Some(&r), true, 0.1, 1e-5)?;
+    /// let y = y.to_vec()?;          // relu(about -1 + 0.5) = 0, relu(about 1 + 0.5) = 1.5
+    /// assert!(y[0] == 0.0 && (y[2] - 1.5).abs() < 1e-3);
+    /// # Ok::<(), smallgrad::Error>(())
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    #[track_caller]
+    pub fn batch_norm_relu(
+        &self,
+        running_mean: Option<&Tensor<T>>,
+        running_var: Option<&Tensor<T>>,
+        weight: Option<&Tensor<T>>,
+        bias: Option<&Tensor<T>>,
+        residual: Option<&Tensor<T>>,
+        training: bool,
+        momentum: f64,
+        eps: f64,
+    ) -> Result<Tensor<T>> {
+        if let Some(r) = residual {
+            self.same_device("batch_norm_relu", r)?;
+            if r.shape() != self.shape() {
+                return Err(Error::shape(
+                    "batch_norm_relu",
+                    format!(
+                        "residual has shape {:?}, expected the input's {:?}",
+                        r.shape(),
+                        self.shape()
+                    ),
+                ));
+            }
         }
         let args = BnArgs {
             running_mean,
@@ -233,10 +321,45 @@ impl<T: Float> Tensor<T> {
             training,
             momentum,
             eps,
+            relu: true,
+            residual,
         };
+        if self.device() != crate::Device::Cpu || kernels() == Kernels::Reference {
+            let z = self.batch_norm_with(&BnArgs {
+                relu: false,
+                residual: None,
+                ..args
+            })?;
+            let z = match residual {
+                Some(r) => z.add(r)?,
+                None => z,
+            };
+            return z.relu();
+        }
+        self.batch_norm_with(&args)
+    }
+
+    /// [`batch_norm`](Self::batch_norm) and, on the CPU, [`batch_norm_relu`](Self::batch_norm_relu).
+    #[track_caller]
+    fn batch_norm_with(&self, args: &BnArgs<'_, T>) -> Result<Tensor<T>> {
+        let BnArgs {
+            running_mean,
+            running_var,
+            weight,
+            bias,
+            training,
+            momentum,
+            eps,
+            ..
+        } = *args;
+        let d = self.check_batch_norm_args([running_mean, running_var, weight, bias], training, momentum, eps)?;
+        if !training && (running_mean.is_none() || running_var.is_none()) {
+            return Err(missing_running_stats());
+        }
         let mut inputs: Vec<&Tensor<T>> = vec![self];
         inputs.extend(weight);
         inputs.extend(bias);
+        inputs.extend(args.residual);
         let saved = |stats| BatchNormBackward {
             dims: d,
             training,
@@ -245,13 +368,15 @@ impl<T: Float> Tensor<T> {
             has_weight: weight.is_some(),
             has_bias: bias.is_some(),
             stats,
+            relu_out: None,
+            has_residual: args.residual.is_some(),
         };
         #[cfg(feature = "cuda")]
         if matches!(self.device(), crate::Device::Cuda(_)) {
-            let (out, stats) = cuda::forward(self, d, &args)?;
+            let (out, stats) = cuda::forward(self, d, args)?;
             return record(out, &inputs, saved(SavedStats::Dev(stats)));
         }
-        self.batch_norm_cpu(d, &args, inputs, saved)
+        self.batch_norm_cpu(d, args, inputs, saved)
     }
 
     /// The CPU path of [`batch_norm`](Self::batch_norm), after its checks: statistics and
@@ -271,6 +396,8 @@ impl<T: Float> Tensor<T> {
             training,
             momentum,
             eps,
+            relu,
+            residual,
         } = *a;
         let stats = match (training, running_mean, running_var) {
             (true, _, _) => self.batch_stats(d, eps)?,
@@ -287,21 +414,26 @@ impl<T: Float> Tensor<T> {
             Some(b) => b.to_vec()?,
             None => vec![T::ZERO; d.c],
         };
-        let out = Tensor::from_cpu(
-            match kernels() {
-                Kernels::Fast => fast::normalize(d, &self.values()?, &stats.mean, &scale, &shift),
-                Kernels::Reference => reference::normalize(d, &self.values()?, &stats.mean, &scale, &shift),
-            },
-            self.shape().to_vec(),
-        );
-        let out = record(
-            out,
-            &inputs,
-            saved(SavedStats::Host {
-                mean: stats.mean.clone(),
-                invstd: stats.invstd.clone(),
-            }),
-        )?;
+        let xv = self.values()?;
+        let data = match (relu, kernels()) {
+            // (batch_norm_relu runs fused only with the fast kernels; see there.)
+            (true, _) => {
+                let r = residual.map(|r| r.values()).transpose()?;
+                fast::normalize_relu(d, &xv, &stats.mean, &scale, &shift, r.as_deref())
+            }
+            (false, Kernels::Fast) => fast::normalize(d, &xv, &stats.mean, &scale, &shift),
+            (false, Kernels::Reference) => reference::normalize(d, &xv, &stats.mean, &scale, &shift),
+        };
+        drop(xv);
+        let out = Tensor::from_cpu(data, self.shape().to_vec());
+        let mut backward = saved(SavedStats::Host {
+            mean: stats.mean.clone(),
+            invstd: stats.invstd.clone(),
+        });
+        if relu {
+            backward.relu_out = Some(Saved::new(&out.detach()));
+        }
+        let out = record(out, &inputs, backward)?;
 
         // Running statistics, updated in place after every read of the inputs above (no read
         // guard is held here, so a running stat sharing storage with an input cannot deadlock).

@@ -90,3 +90,18 @@ pub(super) fn grad_input<T: Float>(
     }
     dx
 }
+
+/// ReLU as the `relu` op computes it: `v` if `v > 0` or NaN (NaN propagates), else 0.
+#[inline(always)]
+pub(super) fn relu<T: Float>(v: T) -> T {
+    if v > T::ZERO || v.is_nan() { v } else { T::ZERO }
+}
+
+/// The fused op's gradient at its pre-activation `z = bn(x) + residual`: `dz = dy` where the
+/// output `y = relu(z) > 0`, else 0 (relu'(0) = 0, as the `relu` op). Elementwise.
+pub(super) fn relu_grad<T: Float>(dy: &[T], y: &[T]) -> Vec<T> {
+    dy.iter()
+        .zip(y)
+        .map(|(&g, &v)| if v > T::ZERO { g } else { T::ZERO })
+        .collect()
+}
