@@ -1,6 +1,8 @@
 //! Determinism: a small conv + batch_norm + relu + max_pool + matmul + cross_entropy forward and
 //! backward in f32, with sizes above the parallel thresholds, gives bit-identical outputs,
-//! gradients and running statistics in a 1-thread and in multi-thread rayon pools.
+//! gradients and running statistics in a 1-thread and in multi-thread rayon pools; so do a
+//! large matmul (the parallel GEMM, whose row blocks are sized by the thread count, on its
+//! 6 x 4-vector tile) and the fused batch_norm_relu with a residual.
 
 use smallgrad::loss::{Reduction, cross_entropy};
 use smallgrad::{Device, Tensor};
@@ -49,14 +51,41 @@ fn run() -> Run {
     let logits = h.matmul(&fc).unwrap();
     let loss = cross_entropy(&logits, &targets, Reduction::Mean).unwrap();
     loss.backward().unwrap();
+
+    // A product large enough for the parallel 6 x 4 tile path, and the fused batch norm.
+    let a = Tensor::<f32>::randn(&[300, 260], 7, cpu).unwrap().requires_grad();
+    let bm = Tensor::<f32>::randn(&[260, 200], 8, cpu).unwrap().requires_grad();
+    let prod = a.matmul(&bm).unwrap();
+    let up = Tensor::<f32>::randn(&[300, 200], 9, cpu).unwrap();
+    prod.mul(&up).unwrap().sum().unwrap().backward().unwrap();
+    let z = Tensor::<f32>::randn(&[5, 16, 32, 32], 10, cpu).unwrap().requires_grad();
+    let res = Tensor::<f32>::randn(&[5, 16, 32, 32], 11, cpu).unwrap().requires_grad();
+    let (rm2, rv2) = (
+        Tensor::<f32>::zeros(&[16], cpu).unwrap(),
+        Tensor::<f32>::ones(&[16], cpu).unwrap(),
+    );
+    let fused = z
+        .batch_norm_relu(
+            Some(&rm2),
+            Some(&rv2),
+            Some(&gamma),
+            Some(&beta),
+            Some(&res),
+            true,
+            0.1,
+            1e-5,
+        )
+        .unwrap();
+    let up2 = Tensor::<f32>::randn(&[5, 16, 32, 32], 12, cpu).unwrap();
+    fused.mul(&up2).unwrap().sum().unwrap().backward().unwrap();
     Run {
         loss: bits(&loss),
-        logits: bits(&logits),
-        grads: [&x, &w, &b, &gamma, &beta, &fc]
+        logits: [bits(&logits), bits(&prod), bits(&fused)].concat(),
+        grads: [&x, &w, &b, &gamma, &beta, &fc, &a, &bm, &z, &res]
             .iter()
             .map(|t| bits(&t.grad().unwrap()))
             .collect(),
-        running: vec![bits(&rm), bits(&rv)],
+        running: vec![bits(&rm), bits(&rv), bits(&rm2), bits(&rv2)],
     }
 }
 
