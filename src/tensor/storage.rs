@@ -67,6 +67,18 @@ impl<T: Float> Buffer<T> {
     }
 }
 
+/// Host memory of a dropped tensor goes to the buffer pool (`backend::cpu::pool`), which keeps
+/// large buffers for the next op's output.
+impl<T: Float> Drop for Storage<T> {
+    fn drop(&mut self) {
+        let buf = self.buf.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        #[allow(irrefutable_let_patterns)] // without the `cuda` feature, Cpu is the only variant
+        if let Buffer::Cpu(v) = buf {
+            crate::backend::cpu::pool::give(std::mem::take(v));
+        }
+    }
+}
+
 impl<T: Float> Storage<T> {
     pub(super) fn new(buf: Buffer<T>, device: Device) -> Arc<Self> {
         Arc::new(Storage {

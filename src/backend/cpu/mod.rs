@@ -6,6 +6,7 @@
 
 pub(crate) mod gemm;
 pub mod kernels;
+pub(crate) mod pool;
 
 use crate::dtype::Float;
 use rayon::prelude::*;
@@ -92,7 +93,7 @@ fn new_filled<T: Float>(
     parallel: bool,
     fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync + Send,
 ) -> Vec<T> {
-    let mut out = Vec::with_capacity(len);
+    let mut out = pool::uninit(len);
     let spare = &mut out.spare_capacity_mut()[..len];
     if parallel {
         spare

@@ -324,7 +324,7 @@ impl Conv2dParams {
 pub(super) fn forward<T: Float>(x: &[T], wt: &[T], bias: Option<&[T]>, p: &Conv2dParams) -> Vec<T> {
     let (k, np) = (p.k(), p.p());
     let (img_in, img_out) = (p.c * p.h * p.w, p.o * np);
-    let mut out = vec![T::ZERO; p.n * img_out];
+    let mut out = crate::backend::cpu::pool::zeroed(p.n * img_out);
     let geom = p.shift_geom();
     let starts = if p.is_shift() { geom.row_starts() } else { Vec::new() };
     let body = |(ci, out_chunk): (usize, &mut [T])| {
@@ -366,7 +366,7 @@ pub(super) fn backward<T: Float>(
     let (k, np) = (p.k(), p.p());
     let (img_in, img_out) = (p.c * p.h * p.w, p.o * np);
     let mut dx = if need_dx {
-        vec![T::ZERO; p.n * img_in]
+        crate::backend::cpu::pool::zeroed(p.n * img_in)
     } else {
         Vec::new()
     };

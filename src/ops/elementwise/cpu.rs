@@ -31,7 +31,7 @@ pub(super) fn broadcast_zip<T: Float>(
         return map(b, |y| f(s, y));
     }
     let n = numel(out_shape);
-    let mut out = vec![T::ZERO; n];
+    let mut out = crate::backend::cpu::pool::zeroed(n);
     if n == 0 {
         return out;
     }

@@ -45,7 +45,7 @@ fn product<T: Float>(d: MatmulDims, m: usize, n: usize, k: usize, a: &MatRef<T>,
 /// Runs `f(batch_index, out_matrix)` over the `batch` output matrices of `out_len` elements,
 /// in parallel over the batch when there is more than one matrix and the work is large.
 fn over_batch<T: Float>(d: MatmulDims, out_len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) -> Vec<T> {
-    let mut out = vec![T::ZERO; d.batch * out_len];
+    let mut out = crate::backend::cpu::pool::zeroed(d.batch * out_len);
     if out_len == 0 {
         return out;
     }

@@ -70,7 +70,7 @@ pub(crate) fn max_pool<T: Float>(x: &[T], p: &PoolParams) -> (Vec<T>, Vec<usize>
 /// Scatters `g` through the saved argmax indices (summing where windows overlap).
 pub(crate) fn max_pool_backward<T: Float>(g: &[T], argmax: &[usize], p: &PoolParams) -> Vec<T> {
     let (ilen, olen) = (p.h * p.w, p.oh * p.ow);
-    let mut dx = vec![T::ZERO; p.planes * ilen];
+    let mut dx = crate::backend::cpu::pool::zeroed(p.planes * ilen);
     per_plane(&mut dx, ilen, 1, |pl, d| {
         for (&i, &gv) in argmax[pl * olen..][..olen].iter().zip(&g[pl * olen..][..olen]) {
             d[i] += gv;
@@ -135,7 +135,7 @@ fn windows(p: &PoolParams, adaptive: bool) -> (Vec<Window>, Vec<Window>) {
 pub(crate) fn avg_pool<T: Float>(x: &[T], p: &PoolParams, adaptive: bool) -> Vec<T> {
     let (ilen, olen) = (p.h * p.w, p.oh * p.ow);
     let (rows, cols) = windows(p, adaptive);
-    let mut out = vec![T::ZERO; p.planes * olen];
+    let mut out = crate::backend::cpu::pool::zeroed(p.planes * olen);
     per_plane(&mut out, olen, ilen / olen.max(1) + p.kh * p.kw + 1, |pl, o| {
         let plane = &x[pl * ilen..][..ilen];
         for (oy, r) in rows.iter().enumerate() {
@@ -158,7 +158,7 @@ pub(crate) fn avg_pool<T: Float>(x: &[T], p: &PoolParams, adaptive: bool) -> Vec
 pub(crate) fn avg_pool_backward<T: Float>(g: &[T], p: &PoolParams, adaptive: bool) -> Vec<T> {
     let (ilen, olen) = (p.h * p.w, p.oh * p.ow);
     let (rows, cols) = windows(p, adaptive);
-    let mut dx = vec![T::ZERO; p.planes * ilen];
+    let mut dx = crate::backend::cpu::pool::zeroed(p.planes * ilen);
     per_plane(&mut dx, ilen, p.kh * p.kw + 1, |pl, d| {
         let gp = &g[pl * olen..][..olen];
         for (oy, r) in rows.iter().enumerate() {

@@ -65,7 +65,7 @@ pub(super) fn max_dim<T: Float>(x: &[T], shape: &[usize], dim: usize) -> (Vec<T>
 /// L2 norm along `dim` (output in keepdim layout).
 pub(super) fn norm_dim<T: Float>(x: &[T], shape: &[usize], dim: usize) -> Vec<T> {
     let (outer, size, inner) = split_at_dim(shape, dim);
-    let mut out = vec![T::ZERO; outer * inner];
+    let mut out = crate::backend::cpu::pool::zeroed::<T>(outer * inner);
     for o in 0..outer {
         for k in 0..size {
             let row = &x[(o * size + k) * inner..(o * size + k + 1) * inner];
@@ -81,7 +81,7 @@ pub(super) fn norm_dim<T: Float>(x: &[T], shape: &[usize], dim: usize) -> Vec<T>
 /// dL/dx = g * x / n along `dim` (0 where n = 0); `n` and `g` in keepdim layout.
 pub(super) fn norm_backward<T: Float>(x: &[T], shape: &[usize], dim: usize, n: &[T], g: &[T]) -> Vec<T> {
     let (outer, size, inner) = split_at_dim(shape, dim);
-    let mut dx = vec![T::ZERO; x.len()];
+    let mut dx = crate::backend::cpu::pool::zeroed(x.len());
     for o in 0..outer {
         for k in 0..size {
             for i in 0..inner {

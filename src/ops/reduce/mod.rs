@@ -91,7 +91,7 @@ impl<T: Float> Backward<T> for MaxBackward {
             #[cfg(feature = "cuda")]
             Argmax::Dev(idx) => cuda::scatter(g, idx, inputs[0].shape())?,
             Argmax::Host(idx) => {
-                let mut dx = vec![T::ZERO; inputs[0].numel()];
+                let mut dx = crate::backend::cpu::pool::zeroed(inputs[0].numel());
                 for (&i, &gv) in idx.iter().zip(g.values()?.iter()) {
                     dx[i] += gv;
                 }

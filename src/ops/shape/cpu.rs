@@ -8,7 +8,7 @@ use crate::shape::{broadcast_strides, numel, strides};
 /// of `x` read through arbitrary strides (0 for broadcast axes), row by row of the last axis.
 fn strided_gather<T: Float>(x: &[T], out_shape: &[usize], src: &[usize]) -> Vec<T> {
     let n = numel(out_shape);
-    let mut out = vec![T::ZERO; n];
+    let mut out = crate::backend::cpu::pool::zeroed(n);
     if n == 0 {
         return out;
     }

@@ -27,7 +27,7 @@ impl SoftmaxParams {
 
 /// Forward: `y = softmax(x)` or `log_softmax(x)` along the dim, with the max subtracted first.
 pub(super) fn forward<T: Float>(x: &[T], p: SoftmaxParams) -> Vec<T> {
-    let mut out = vec![T::ZERO; x.len()];
+    let mut out = crate::backend::cpu::pool::zeroed(x.len());
     let block = p.block();
     // ~ a handful of flops per element (max, exp, sum, divide).
     for_each_row(&mut out, block, block * 4, |b, o| {
@@ -97,7 +97,7 @@ fn forward_block<T: Float>(x: &[T], out: &mut [T], size: usize, inner: usize, lo
 /// softmax `dx = y * (g - sum(g * y))`, log_softmax `dx = g - exp(y) * sum(g)`, sums along
 /// the dim.
 pub(super) fn backward<T: Float>(y: &[T], g: &[T], p: SoftmaxParams) -> Vec<T> {
-    let mut dx = vec![T::ZERO; y.len()];
+    let mut dx = crate::backend::cpu::pool::zeroed(y.len());
     let block = p.block();
     for_each_row(&mut dx, block, block * 3, |b, d| {
         let r = b * block..(b + 1) * block;
