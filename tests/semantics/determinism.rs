@@ -1,8 +1,9 @@
 //! Determinism: a small conv + batch_norm + relu + max_pool + matmul + cross_entropy forward and
 //! backward in f32, with sizes above the parallel thresholds, gives bit-identical outputs,
 //! gradients and running statistics in a 1-thread and in multi-thread rayon pools; so do a
-//! large matmul (the parallel GEMM, whose row blocks are sized by the thread count, on its
-//! 6 x 4-vector tile) and the fused batch_norm_relu with a residual.
+//! large matmul (the parallel GEMM on its 6 x 4-vector tile: one row stripe per thread through
+//! every k block on 2 and 3 threads, row blocks sized by the thread count for the weight
+//! gradient's 260-row product) and the fused batch_norm_relu with a residual.
 
 use smallgrad::loss::{Reduction, cross_entropy};
 use smallgrad::{Device, Tensor};
@@ -52,11 +53,12 @@ fn run() -> Run {
     let loss = cross_entropy(&logits, &targets, Reduction::Mean).unwrap();
     loss.backward().unwrap();
 
-    // A product large enough for the parallel 6 x 4 tile path, and the fused batch norm.
-    let a = Tensor::<f32>::randn(&[300, 260], 7, cpu).unwrap().requires_grad();
+    // A product large enough for the parallel 6 x 4 tile paths (m = 600 >= 2 row blocks of 96
+    // per thread for 3 threads; k = 260: two k blocks), and the fused batch norm.
+    let a = Tensor::<f32>::randn(&[600, 260], 7, cpu).unwrap().requires_grad();
     let bm = Tensor::<f32>::randn(&[260, 200], 8, cpu).unwrap().requires_grad();
     let prod = a.matmul(&bm).unwrap();
-    let up = Tensor::<f32>::randn(&[300, 200], 9, cpu).unwrap();
+    let up = Tensor::<f32>::randn(&[600, 200], 9, cpu).unwrap();
     prod.mul(&up).unwrap().sum().unwrap().backward().unwrap();
     let z = Tensor::<f32>::randn(&[5, 16, 32, 32], 10, cpu).unwrap().requires_grad();
     let res = Tensor::<f32>::randn(&[5, 16, 32, 32], 11, cpu).unwrap().requires_grad();

@@ -7,6 +7,13 @@
 //! 2. C's rows are cut into blocks of at most `MC` rows (the unit of parallel work, sized to
 //!    split evenly over the threads); each block packs
 //!    its rows of A into panels of `MR` rows;
+//!
+//! with two ways to use several threads: a large product (at least two row blocks per thread)
+//! gives each thread one stripe of C's rows to take through every k block alone, packing its
+//! own copy of B's panels, so the threads meet only at the end (`Gemm::run_stripes`); a
+//! smaller one packs each k block's B panels in parallel and then spreads its row blocks, two
+//! meetings per k block. The micro-kernel first prefetches its tile of C, so that the tile's
+//! lines arrive during the k loop rather than at the store;
 //! 3. a register-tiled micro-kernel multiplies one MR-row panel of A by one NR-column panel of
 //!    B, keeping the MR x NR tile of C in registers for the whole k block: each loaded value of
 //!    B is used MR times and each value of A NR times.
@@ -224,6 +231,7 @@ pub(crate) fn gemm<T: Float, A: Operand<T> + ?Sized, B: Operand<T> + ?Sized>(
         a,
         b,
         accumulate,
+        may_split: true,
     };
     match (isa(), f32) {
         // A narrow product (n within one vector: a conv weight gradient with 16 output
@@ -275,10 +283,86 @@ struct Gemm<'a, 'b, A: ?Sized, B: ?Sized> {
     a: &'a A,
     b: &'b B,
     accumulate: bool,
+    /// May run in parallel (false inside one thread's stripe of rows).
+    may_split: bool,
+}
+
+/// Rows `r0..` of an operand used as A (its columns when it is stored transposed): one
+/// thread's stripe of a [`Gemm::run_stripes`] product.
+struct RowsFrom<'a, A: ?Sized> {
+    a: &'a A,
+    r0: usize,
+}
+
+impl<T, A: Operand<T> + ?Sized> Operand<T> for RowsFrom<'_, A> {
+    fn trans(&self) -> bool {
+        self.a.trans()
+    }
+    fn row<'s>(&'s self, r: usize, c0: usize, len: usize, buf: &'s mut [T]) -> &'s [T] {
+        if self.a.trans() {
+            self.a.row(r, self.r0 + c0, len, buf)
+        } else {
+            self.a.row(self.r0 + r, c0, len, buf)
+        }
+    }
+    fn direct(&self) -> Option<&[T]> {
+        if self.a.trans() { None } else { self.a.direct() }
+    }
+    fn row_start(&self, r: usize) -> usize {
+        self.a.row_start(self.r0 + r)
+    }
 }
 
 impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
+    /// A large product on several threads: each thread takes one stripe of C's rows through
+    /// every k block on its own (it packs its own copy of B's panels), so the threads meet once,
+    /// at the end, instead of twice per k block (pack B, then the row blocks). The copy costs
+    /// each thread `k x n` packed values against `m / threads x n x k` multiply-adds; the
+    /// meetings cost an idle core whenever the other one was slower (a VM's vCPUs often are).
+    /// `None` when the product is too small to give each thread two full row blocks.
+    fn run_stripes<T: Float, const MR: usize, const NR: usize>(&self, isa: Isa, c: &mut [T]) -> Option<()>
+    where
+        A: Operand<T>,
+        B: Operand<T>,
+    {
+        let threads = rayon::current_num_threads();
+        let (m, n) = (self.m, self.n);
+        if !self.may_split || threads < 2 || m < 2 * MC * threads || n < DIRECT_BELOW {
+            return None;
+        }
+        let rows = m.div_ceil(threads).next_multiple_of(MR);
+        c.par_chunks_mut(rows * n).enumerate().for_each(|(s, cs)| {
+            let a = RowsFrom {
+                a: self.a,
+                r0: s * rows,
+            };
+            let stripe = Gemm {
+                m: cs.len() / n,
+                n,
+                k: self.k,
+                a: &a,
+                b: self.b,
+                accumulate: self.accumulate,
+                may_split: false,
+            };
+            stripe.run_blocks::<T, MR, NR>(isa, cs);
+        });
+        Some(())
+    }
+
     fn run<T: Float, const MR: usize, const NR: usize>(&self, isa: Isa, c: &mut [T])
+    where
+        A: Operand<T>,
+        B: Operand<T>,
+    {
+        if self.run_stripes::<T, MR, NR>(isa, c).is_none() {
+            self.run_blocks::<T, MR, NR>(isa, c);
+        }
+    }
+
+    /// The blocked product on the calling thread, or — when `may_split` and the product is
+    /// large — with each k block's B packing and row blocks spread over the threads.
+    fn run_blocks<T: Float, const MR: usize, const NR: usize>(&self, isa: Isa, c: &mut [T])
     where
         A: Operand<T>,
         B: Operand<T>,
@@ -305,7 +389,7 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let bpack = &mut bpack[..packed_panels * NR * kc];
-            let parallel = m > MC && m.saturating_mul(n).saturating_mul(kc) >= 4 * PAR_THRESHOLD;
+            let parallel = self.may_split && m > MC && m.saturating_mul(n).saturating_mul(kc) >= 4 * PAR_THRESHOLD;
             let mc = if parallel { balanced_rows::<MR>(m) } else { MC };
             if parallel && packed_panels >= 2 {
                 // Packed in parallel, a few panel groups per thread: packing is a large serial
@@ -553,6 +637,12 @@ unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const 
                 }
                 None => apack[ip * MR * kc..].as_ptr(),
             };
+            // Ask for this tile of C now, so that its lines arrive while the k loop runs, not
+            // when the tile is stored (at n = 2048 a row block's stripe of C no longer stays in
+            // L2 between two k blocks, and the store waited on up to 24 misses).
+            if !overwrite {
+                prefetch_tile(c, n, i0, j0, height, width);
+            }
             // SAFETY: T is f32 when 4 bytes wide and f64 otherwise (`Float` is sealed), and
             // the tile is [[T; NR]; MR] with NR = 1 or 2 vectors (asserted above); every pointer
             // reads kc rows of NR (B) or kc values (A) inside its slice: packed panels hold
@@ -587,6 +677,22 @@ unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const 
     }
 }
 
+/// Hints the CPU to bring the `height x width` tile of C at (i0, j0) into L1 (a prefetch: no
+/// effect on results, and none on memory outside the tile's rows).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_tile<T>(c: &[T], n: usize, i0: usize, j0: usize, height: usize, width: usize) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    let line = 64 / std::mem::size_of::<T>();
+    for i in 0..height {
+        let row = &c[(i0 + i) * n + j0..][..width];
+        for j in (0..width).step_by(line) {
+            // SAFETY: a prefetch of an address inside `row`; it never faults or writes.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(row[j..].as_ptr().cast()) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,6 +719,8 @@ mod tests {
             (150, 20, 513),
             // parallel row blocks with B packed in parallel panel groups, partial last panel
             (200, 300, 260),
+            // one row stripe per thread (m >= 2 row blocks per thread), two k blocks
+            (700, 300, 260),
         ] {
             let a: Vec<f64> = (0..m * k).map(|_| rng.normal()).collect();
             let b: Vec<f64> = (0..k * n).map(|_| rng.normal()).collect();
@@ -692,6 +800,7 @@ mod tests {
                 a: &MatRef::new(&a, k),
                 b: &MatRef::new(&b, n),
                 accumulate: false,
+                may_split: true,
             };
             let tiles: &[RunTile] = match which {
                 Isa::Avx512 => &[
