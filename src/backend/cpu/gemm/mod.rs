@@ -7,16 +7,16 @@
 //! 2. C's rows are cut into blocks of at most `MC` rows (the unit of parallel work, sized to
 //!    split evenly over the threads); each block packs
 //!    its rows of A into panels of `MR` rows;
-//!
-//! with two ways to use several threads: a large product (at least two row blocks per thread)
-//! gives each thread one stripe of C's rows to take through every k block alone, packing its
-//! own copy of B's panels, so the threads meet only at the end (`Gemm::run_stripes`); a
-//! smaller one packs each k block's B panels in parallel and then spreads its row blocks, two
-//! meetings per k block. The micro-kernel first prefetches its tile of C, so that the tile's
-//! lines arrive during the k loop rather than at the store;
 //! 3. a register-tiled micro-kernel multiplies one MR-row panel of A by one NR-column panel of
 //!    B, keeping the MR x NR tile of C in registers for the whole k block: each loaded value of
-//!    B is used MR times and each value of A NR times.
+//!    B is used MR times and each value of A NR times. It first prefetches its tile of C, so
+//!    that the tile's lines arrive during the k loop rather than at the store.
+//!
+//! Two ways to use several threads: a large product (at least two row blocks per thread) gives
+//! each thread one stripe of C's rows to take through every k block alone, packing its own
+//! copy of B's panels, so the threads meet only at the end (`Gemm::try_run_stripes`); a
+//! smaller one packs each k block's B panels in parallel and then spreads its row blocks over
+//! the threads, two meetings per k block.
 //!
 //! The operands are anything implementing [`Operand`] (its stored rows, transposed or not): a
 //! stored matrix ([`MatRef`]), or — for convolutions — the column matrix of an image, whose
@@ -288,7 +288,7 @@ struct Gemm<'a, 'b, A: ?Sized, B: ?Sized> {
 }
 
 /// Rows `r0..` of an operand used as A (its columns when it is stored transposed): one
-/// thread's stripe of a [`Gemm::run_stripes`] product.
+/// thread's stripe of a [`Gemm::try_run_stripes`] product.
 struct RowsFrom<'a, A: ?Sized> {
     a: &'a A,
     r0: usize,
@@ -319,8 +319,9 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
     /// at the end, instead of twice per k block (pack B, then the row blocks). The copy costs
     /// each thread `k x n` packed values against `m / threads x n x k` multiply-adds; the
     /// meetings cost an idle core whenever the other one was slower (a VM's vCPUs often are).
-    /// `None` when the product is too small to give each thread two full row blocks.
-    fn run_stripes<T: Float, const MR: usize, const NR: usize>(&self, isa: Isa, c: &mut [T]) -> Option<()>
+    /// Returns false, having done nothing, when the product is too small to give each thread
+    /// two full row blocks.
+    fn try_run_stripes<T: Float, const MR: usize, const NR: usize>(&self, isa: Isa, c: &mut [T]) -> bool
     where
         A: Operand<T>,
         B: Operand<T>,
@@ -328,7 +329,7 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
         let threads = rayon::current_num_threads();
         let (m, n) = (self.m, self.n);
         if !self.may_split || threads < 2 || m < 2 * MC * threads || n < DIRECT_BELOW {
-            return None;
+            return false;
         }
         let rows = m.div_ceil(threads).next_multiple_of(MR);
         c.par_chunks_mut(rows * n).enumerate().for_each(|(s, cs)| {
@@ -347,7 +348,7 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
             };
             stripe.run_blocks::<T, MR, NR>(isa, cs);
         });
-        Some(())
+        true
     }
 
     fn run<T: Float, const MR: usize, const NR: usize>(&self, isa: Isa, c: &mut [T])
@@ -355,7 +356,7 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
         A: Operand<T>,
         B: Operand<T>,
     {
-        if self.run_stripes::<T, MR, NR>(isa, c).is_none() {
+        if !self.try_run_stripes::<T, MR, NR>(isa, c) {
             self.run_blocks::<T, MR, NR>(isa, c);
         }
     }
@@ -709,66 +710,71 @@ mod tests {
 
     #[test]
     fn matches_naive_with_transposes() {
-        let mut rng = crate::Rng::new(1);
-        for &(m, n, k) in &[
-            (1, 1, 1),
-            (5, 7, 3),
-            (9, 4, 300),
-            (33, 65, 17),
-            (64, 64, 600),
-            (150, 20, 513),
-            // parallel row blocks with B packed in parallel panel groups, partial last panel
-            (200, 300, 260),
-            // one row stripe per thread (m >= 2 row blocks per thread), two k blocks
-            (700, 300, 260),
-        ] {
-            let a: Vec<f64> = (0..m * k).map(|_| rng.normal()).collect();
-            let b: Vec<f64> = (0..k * n).map(|_| rng.normal()).collect();
-            let want = naive(m, n, k, &a, &b);
-            let mut at = vec![0.0; m * k];
-            for i in 0..m {
+        // Three threads whatever the machine, so the 700-row product takes the stripe path
+        // (two row blocks of 96 per thread) and the 200-row one the shared row blocks.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        pool.install(|| {
+            let mut rng = crate::Rng::new(1);
+            for &(m, n, k) in &[
+                (1, 1, 1),
+                (5, 7, 3),
+                (9, 4, 300),
+                (33, 65, 17),
+                (64, 64, 600),
+                (150, 20, 513),
+                // parallel row blocks with B packed in parallel panel groups, partial last panel
+                (200, 300, 260),
+                // one row stripe per thread (m >= 2 row blocks per thread), two k blocks
+                (700, 300, 260),
+            ] {
+                let a: Vec<f64> = (0..m * k).map(|_| rng.normal()).collect();
+                let b: Vec<f64> = (0..k * n).map(|_| rng.normal()).collect();
+                let want = naive(m, n, k, &a, &b);
+                let mut at = vec![0.0; m * k];
+                for i in 0..m {
+                    for p in 0..k {
+                        at[p * m + i] = a[i * k + p];
+                    }
+                }
+                let mut bt = vec![0.0; k * n];
                 for p in 0..k {
-                    at[p * m + i] = a[i * k + p];
+                    for j in 0..n {
+                        bt[j * k + p] = b[p * n + j];
+                    }
+                }
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let ar = if ta {
+                        MatRef::new(&at, m).t()
+                    } else {
+                        MatRef::new(&a, k)
+                    };
+                    let br = if tb {
+                        MatRef::new(&bt, k).t()
+                    } else {
+                        MatRef::new(&b, n)
+                    };
+                    let mut c = vec![1.0; m * n];
+                    gemm(m, n, k, &ar, &br, &mut c, false);
+                    for (x, y) in c.iter().zip(&want) {
+                        assert!((x - y).abs() < 1e-10 * (1.0 + y.abs()), "{m}x{n}x{k} {ta} {tb}");
+                    }
+                    gemm(m, n, k, &ar, &br, &mut c, true);
+                    for (x, y) in c.iter().zip(&want) {
+                        assert!((x - 2.0 * y).abs() < 1e-9 * (1.0 + y.abs()));
+                    }
+                }
+                // f32 goes through the 16-wide panels.
+                let (a32, b32): (Vec<f32>, Vec<f32>) = (
+                    a.iter().map(|&v| v as f32).collect(),
+                    b.iter().map(|&v| v as f32).collect(),
+                );
+                let mut c32 = vec![0.0f32; m * n];
+                gemm(m, n, k, &MatRef::new(&a32, k), &MatRef::new(&b32, n), &mut c32, false);
+                for (x, y) in c32.iter().zip(&want) {
+                    assert!((*x as f64 - y).abs() < 1e-3 * (1.0 + y.abs()), "f32 {m}x{n}x{k}");
                 }
             }
-            let mut bt = vec![0.0; k * n];
-            for p in 0..k {
-                for j in 0..n {
-                    bt[j * k + p] = b[p * n + j];
-                }
-            }
-            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let ar = if ta {
-                    MatRef::new(&at, m).t()
-                } else {
-                    MatRef::new(&a, k)
-                };
-                let br = if tb {
-                    MatRef::new(&bt, k).t()
-                } else {
-                    MatRef::new(&b, n)
-                };
-                let mut c = vec![1.0; m * n];
-                gemm(m, n, k, &ar, &br, &mut c, false);
-                for (x, y) in c.iter().zip(&want) {
-                    assert!((x - y).abs() < 1e-10 * (1.0 + y.abs()), "{m}x{n}x{k} {ta} {tb}");
-                }
-                gemm(m, n, k, &ar, &br, &mut c, true);
-                for (x, y) in c.iter().zip(&want) {
-                    assert!((x - 2.0 * y).abs() < 1e-9 * (1.0 + y.abs()));
-                }
-            }
-            // f32 goes through the 16-wide panels.
-            let (a32, b32): (Vec<f32>, Vec<f32>) = (
-                a.iter().map(|&v| v as f32).collect(),
-                b.iter().map(|&v| v as f32).collect(),
-            );
-            let mut c32 = vec![0.0f32; m * n];
-            gemm(m, n, k, &MatRef::new(&a32, k), &MatRef::new(&b32, n), &mut c32, false);
-            for (x, y) in c32.iter().zip(&want) {
-                assert!((*x as f64 - y).abs() < 1e-3 * (1.0 + y.abs()), "f32 {m}x{n}x{k}");
-            }
-        }
+        });
     }
 
     #[test]
