@@ -3,7 +3,8 @@
 //! gradients and running statistics in a 1-thread and in multi-thread rayon pools; so do a
 //! large matmul (the parallel GEMM on its 6 x 4-vector tile: one row stripe per thread through
 //! every k block on 2 and 3 threads, row blocks sized by the thread count for the weight
-//! gradient's 260-row product) and the fused batch_norm_relu with a residual.
+//! gradient's 260-row product), the fused batch_norm_relu with a residual, and 32 -> 64-channel
+//! convs (the channels-last kernels), stride 1 and 2.
 
 use smallgrad::loss::{Reduction, cross_entropy};
 use smallgrad::{Device, Tensor};
@@ -80,10 +81,29 @@ fn run() -> Run {
         .unwrap();
     let up2 = Tensor::<f32>::randn(&[5, 16, 32, 32], 12, cpu).unwrap();
     fused.mul(&up2).unwrap().sum().unwrap().backward().unwrap();
+    // 32 -> 64 channels: the channels-last conv kernels (stride 1 and 2; 9 images = 3 chunks).
+    let xc = Tensor::<f32>::randn(&[9, 32, 9, 9], 13, cpu).unwrap().requires_grad();
+    let wc = Tensor::<f32>::randn(&[64, 32, 3, 3], 14, cpu)
+        .unwrap()
+        .mul_scalar(0.1)
+        .unwrap()
+        .requires_grad();
+    let ws = Tensor::<f32>::randn(&[64, 32, 3, 3], 15, cpu)
+        .unwrap()
+        .mul_scalar(0.1)
+        .unwrap()
+        .requires_grad();
+    let yc = xc.conv2d(&wc, None, 1, 1).unwrap();
+    let ys = xc.conv2d(&ws, None, 2, 1).unwrap();
+    let up3 = Tensor::<f32>::randn(&[9, 64, 9, 9], 16, cpu).unwrap();
+    let up4 = Tensor::<f32>::randn(&[9, 64, 5, 5], 17, cpu).unwrap();
+    let lc = yc.mul(&up3).unwrap().sum().unwrap();
+    let ls = ys.mul(&up4).unwrap().sum().unwrap();
+    lc.add(&ls).unwrap().backward().unwrap();
     Run {
         loss: bits(&loss),
-        logits: [bits(&logits), bits(&prod), bits(&fused)].concat(),
-        grads: [&x, &w, &b, &gamma, &beta, &fc, &a, &bm, &z, &res]
+        logits: [bits(&logits), bits(&prod), bits(&fused), bits(&yc), bits(&ys)].concat(),
+        grads: [&x, &w, &b, &gamma, &beta, &fc, &a, &bm, &z, &res, &xc, &wc, &ws]
             .iter()
             .map(|t| bits(&t.grad().unwrap()))
             .collect(),

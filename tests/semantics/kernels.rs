@@ -59,8 +59,17 @@ struct Conv {
 }
 
 fn conv() -> impl Strategy<Value = Conv> {
+    conv_in(1..=20, 1..=40, 12)
+}
+
+/// Convs with `c` input and `o` output channels and up to `e + kernel - 1` pixels a side.
+fn conv_in(
+    c: std::ops::RangeInclusive<usize>,
+    o: std::ops::RangeInclusive<usize>,
+    e: usize,
+) -> impl Strategy<Value = Conv> {
     (
-        (1usize..=5, 1usize..=20, 1usize..=40, 1usize..=12, 1usize..=12),
+        (1usize..=5, c, o, 1usize..=e, 1usize..=e),
         (1usize..=5, 1usize..=5, 1usize..=2, 1usize..=2, 0usize..=2, 0usize..=2),
         (any::<bool>(), any::<u64>()),
     )
@@ -100,6 +109,13 @@ proptest! {
 
     #[test]
     fn conv2d_fast_matches_reference(c in conv()) {
+        agree::<f64>(&conv_inputs(&c), 1e-12, &conv_fn(&c))?;
+        agree::<f32>(&conv_inputs(&c), 2e-5, &conv_fn(&c))?;
+    }
+
+    /// At least 32 input and 64 output channels: the channels-last kernels of the fast path.
+    #[test]
+    fn conv2d_channels_last_fast_matches_reference(c in conv_in(32..=36, 64..=70, 8)) {
         agree::<f64>(&conv_inputs(&c), 1e-12, &conv_fn(&c))?;
         agree::<f32>(&conv_inputs(&c), 2e-5, &conv_fn(&c))?;
     }

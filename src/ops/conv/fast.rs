@@ -5,7 +5,10 @@
 //! on a *wide grid* ([`Shifted`]), with the packed SIMD GEMM of `backend/cpu/gemm/`; so does
 //! the input gradient of a stride-1 conv (a conv of dY with the flipped kernel). A 1x1
 //! stride-1 conv multiplies by the image itself. Only a strided conv's input gradient builds a
-//! column matrix (`Wᵀ · dY`) and scatters it with the reference `col2im`.
+//! column matrix (`Wᵀ · dY`) and scatters it with the reference `col2im`. Convs with at least
+//! 32 input and 64 output channels take the channels-last kernels of `channels_last.rs` instead
+//! (forward, weight gradient, stride-1 input gradient), chunk by chunk: there the wide grid's
+//! products are too short (49 positions per image at 7x7).
 //!
 //! Images are processed in fixed chunks of [`CHUNK`] images. Chunks run in parallel; inside a
 //! chunk, images run in order. The strided input gradient's column matrix lives in a reused
@@ -13,6 +16,7 @@
 //! per chunk and the chunk partials are added in chunk order, so the bits do not depend on the
 //! number of threads.
 
+use super::channels_last;
 use super::reference::{Conv2dParams, col2im};
 use crate::backend::cpu::gemm::{MatRef, Operand, gemm};
 use crate::backend::cpu::{Scratch, with_scratch};
@@ -47,24 +51,24 @@ struct Shifted<'a, T> {
 /// Sizes of a convolution on the wide grid: input `[c, h, w]` padded by (ph, pw), kernel
 /// r x s, stride (sh, sw), `o` output channels.
 #[derive(Clone, Copy)]
-struct ShiftGeom {
-    c: usize,
-    h: usize,
-    w: usize,
-    ph: usize,
-    pw: usize,
-    r: usize,
-    s: usize,
-    sh: usize,
-    sw: usize,
-    o: usize,
+pub(super) struct ShiftGeom {
+    pub(super) c: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) ph: usize,
+    pub(super) pw: usize,
+    pub(super) r: usize,
+    pub(super) s: usize,
+    pub(super) sh: usize,
+    pub(super) sw: usize,
+    pub(super) o: usize,
 }
 
 impl ShiftGeom {
-    fn hp(&self) -> usize {
+    pub(super) fn hp(&self) -> usize {
         self.h + 2 * self.ph
     }
-    fn wp(&self) -> usize {
+    pub(super) fn wp(&self) -> usize {
         self.w + 2 * self.pw
     }
     /// Rows of a phase plane.
@@ -75,10 +79,10 @@ impl ShiftGeom {
     fn wq(&self) -> usize {
         self.wp().div_ceil(self.sw)
     }
-    fn oh(&self) -> usize {
+    pub(super) fn oh(&self) -> usize {
         (self.hp() - self.r) / self.sh + 1
     }
-    fn ow(&self) -> usize {
+    pub(super) fn ow(&self) -> usize {
         (self.wp() - self.s) / self.sw + 1
     }
     /// Wide-grid positions: OH rows of Wq.
@@ -281,6 +285,15 @@ impl Conv2dParams {
         })
     }
 
+    /// Convs that take the channels-last kernels of `channels_last.rs` (forward, weight
+    /// gradient, stride-1 input gradient) instead of the wide grid: at least 32 input and 64
+    /// output channels (ResNet-20's stage 3). Measured (docs/performance.md): there they are
+    /// faster in every product (64->64 at 7x7: forward 1.15 -> 0.94 ms, backward 3.2 -> 2.8);
+    /// at 16-32 channels slower (16->16 at 28x28: forward 1.07 -> 1.77 ms), where the products
+    /// are 16-32 wide and turning the layout around costs more than the wide grid's waste.
+    fn is_channels_last(&self) -> bool {
+        self.is_shift() && self.c >= 32 && self.o >= 64
+    }
     /// Every conv but the pointwise one (whose image already is its column matrix) takes the
     /// wide-grid path.
     fn is_shift(&self) -> bool {
@@ -326,17 +339,35 @@ pub(super) fn forward<T: Float>(x: &[T], wt: &[T], bias: Option<&[T]>, p: &Conv2
     let (img_in, img_out) = (p.c * p.h * p.w, p.o * np);
     let mut out = crate::backend::cpu::pool::zeroed(p.n * img_out);
     let geom = p.shift_geom();
-    let starts = if p.is_shift() { geom.row_starts() } else { Vec::new() };
+    let cl = p.is_channels_last();
+    let starts = if p.is_shift() && !cl {
+        geom.row_starts()
+    } else {
+        Vec::new()
+    };
+    let w_rsco = if cl {
+        channels_last::weight_rsco(wt, &geom)
+    } else {
+        Vec::new()
+    };
     let body = |(ci, out_chunk): (usize, &mut [T])| {
-        for (j, y) in out_chunk.chunks_mut(img_out).enumerate() {
-            let xi = &x[(ci * CHUNK + j) * img_in..][..img_in];
-            let w = MatRef::new(wt, k);
-            if p.is_pointwise() {
-                gemm(p.o, np, k, &w, &MatRef::new(xi, np), y, false);
-            } else {
-                shift_forward(&geom, &starts, xi, wt, y);
+        let imgs = out_chunk.len() / img_out;
+        if cl {
+            let xc = &x[ci * CHUNK * img_in..][..imgs * img_in];
+            channels_last::forward_chunk(&geom, xc, imgs, &w_rsco, out_chunk);
+        } else {
+            for (j, y) in out_chunk.chunks_mut(img_out).enumerate() {
+                let xi = &x[(ci * CHUNK + j) * img_in..][..img_in];
+                let w = MatRef::new(wt, k);
+                if p.is_pointwise() {
+                    gemm(p.o, np, k, &w, &MatRef::new(xi, np), y, false);
+                } else {
+                    shift_forward(&geom, &starts, xi, wt, y);
+                }
             }
-            if let Some(b) = bias {
+        }
+        if let Some(b) = bias {
+            for y in out_chunk.chunks_mut(img_out) {
                 for (row, &bv) in y.chunks_mut(np).zip(b) {
                     row.iter_mut().for_each(|v| *v += bv);
                 }
@@ -371,31 +402,50 @@ pub(super) fn backward<T: Float>(
         Vec::new()
     };
     let chunks = p.n.div_ceil(CHUNK);
+    let cl = p.is_channels_last();
     let dx_geom = if need_dx { p.shift_geom_dx() } else { None };
     let wflip = dx_geom.map(|_| flipped_weight(wt, p));
-    let dx_starts = dx_geom.map(|g| g.row_starts()).unwrap_or_default();
+    let wflip_rsco = match (cl, dx_geom.as_ref(), wflip.as_deref()) {
+        (true, Some(g), Some(wf)) => channels_last::weight_rsco(wf, g),
+        _ => Vec::new(),
+    };
+    let dx_starts = dx_geom.filter(|_| !cl).map(|g| g.row_starts()).unwrap_or_default();
     let geom = p.shift_geom();
-    let starts = if need_dw && p.is_shift() {
+    let starts = if need_dw && p.is_shift() && !cl {
         geom.row_starts()
     } else {
         Vec::new()
     };
     // One chunk: its images in order; returns the chunk's partial dW.
     let body = |ci: usize, dx_chunk: Option<&mut [T]>| -> Vec<T> {
-        let mut dw = if need_dw { vec![T::ZERO; p.o * k] } else { Vec::new() };
+        let first = ci * CHUNK;
+        let last = (first + CHUNK).min(p.n);
+        let imgs = last - first;
+        let mut dx_chunk = dx_chunk;
+        // Channels-last: the whole chunk at once (dW, and dX of a stride-1 conv).
+        let cl_dw = (cl && need_dw).then(|| {
+            let xc = &x[first * img_in..][..imgs * img_in];
+            channels_last::weight_grad_chunk(&geom, xc, &dy[first * img_out..][..imgs * img_out], imgs)
+        });
+        let mut cl_dx = false;
+        if let (true, Some(g), Some(dxc)) = (cl, dx_geom.as_ref(), dx_chunk.as_deref_mut()) {
+            channels_last::forward_chunk(g, &dy[first * img_out..][..imgs * img_out], imgs, &wflip_rsco, dxc);
+            cl_dx = true;
+        }
+        if cl_dw.is_some() && (cl_dx || !need_dx) {
+            return cl_dw.unwrap_or_default();
+        }
+        let mut dw = cl_dw.unwrap_or_else(|| if need_dw { vec![T::ZERO; p.o * k] } else { Vec::new() });
         // The wide-grid path accumulates the transpose [k, o]; turned around at the chunk's end.
-        let mut dwt = if need_dw && p.is_shift() {
+        let mut dwt = if need_dw && p.is_shift() && !cl {
             vec![T::ZERO; k * p.o]
         } else {
             Vec::new()
         };
-        let first = ci * CHUNK;
-        let last = (first + CHUNK).min(p.n);
-        let mut dx_chunk = dx_chunk;
         for img in first..last {
             let xi = &x[img * img_in..][..img_in];
             let dyi = MatRef::new(&dy[img * img_out..][..img_out], np);
-            if need_dw {
+            if need_dw && !cl {
                 // dW += dY[n] (o x np) · col(X[n])ᵀ (np x k)
                 if p.is_pointwise() {
                     gemm(p.o, k, np, &dyi, &MatRef::new(xi, np).t(), &mut dw, true);
@@ -403,7 +453,7 @@ pub(super) fn backward<T: Float>(
                     shift_weight_grad_t(&geom, &starts, xi, dyi.data, &mut dwt);
                 }
             }
-            if let Some(dxc) = dx_chunk.as_deref_mut() {
+            if let Some(dxc) = dx_chunk.as_deref_mut().filter(|_| !cl_dx) {
                 let dxi = &mut dxc[(img - first) * img_in..][..img_in];
                 let wt_t = MatRef::new(wt, k).t();
                 if p.is_pointwise() {
@@ -471,6 +521,13 @@ mod tests {
             params(3, 24, 6, 6, 20, 1, 1, 0),
             params(2, 9, 8, 8, 12, 1, 2, 0),
             params(2, 3, 7, 30, 9, 5, 1, 2),
+            // Channels-last: a partial last chunk, stride 2, n = 70 (not whole 64-wide
+            // panels), a 5x5 kernel, no padding.
+            params(5, 32, 7, 7, 64, 3, 1, 1),
+            params(3, 32, 9, 8, 64, 3, 2, 1),
+            params(2, 40, 6, 7, 70, 3, 1, 1),
+            params(2, 32, 8, 9, 64, 5, 1, 2),
+            params(2, 33, 6, 6, 128, 3, 1, 0),
         ] {
             let x: Vec<f64> = (0..p.n * p.c * p.h * p.w).map(|_| rng.normal()).collect();
             let w: Vec<f64> = (0..p.o * p.c * p.r * p.s).map(|_| rng.normal()).collect();

@@ -3,7 +3,10 @@
 //! Kernels: `reference.rs` computes exactly the derivation below (im2col + the textbook GEMM,
 //! image by image); `fast.rs` computes the same products without building the column matrix
 //! (the GEMM reads the zero-padded image in place, on a "wide grid"), with the packed SIMD
-//! GEMM, in parallel over chunks of images. Which one runs: [`crate::cpu::Kernels`].
+//! GEMM, in parallel over chunks of images; for convs with at least 32 input and 64 output
+//! channels it hands each chunk to `channels_last.rs`, which turns the chunk into channels-last
+//! order so that the positions of all its images form one long GEMM dimension. Which one runs:
+//! [`crate::cpu::Kernels`].
 //!
 //! # Forward: im2col + GEMM
 //! For one image, gather every receptive field into a column: the column matrix `col(X)` has
@@ -21,6 +24,7 @@
 //!   the stride (rows that no window reaches get 0);
 //! - dL/db[o] = Σ_{n, oy, ox} G[n, o, oy, ox].
 
+mod channels_last;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod fast;

@@ -253,6 +253,43 @@ pub(crate) fn gemm<T: Float, A: Operand<T> + ?Sized, B: Operand<T> + ?Sized>(
     }
 }
 
+/// [`gemm`], but with the 6 x 4-vector AVX-512 tile whenever n is a whole number of 4-vector
+/// panels (64 columns in f32, 32 in f64), even where m or n is below the size at which `gemm`
+/// picks that tile by itself; otherwise, and without AVX-512, exactly `gemm`. For the
+/// channels-last conv products, whose n is 64 output channels (or a multiple of 64 kernel
+/// columns): there the 6 x 4 tile's 10 loads per 24 FMAs beat the 8 x 2 tile's 10 per 16. The
+/// bits are `gemm`'s: only the tile changes, never the order of the sums.
+pub(crate) fn gemm_wide_tile<T: Float, A: Operand<T> + ?Sized, B: Operand<T> + ?Sized>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &A,
+    b: &B,
+    c: &mut [T],
+    accumulate: bool,
+) {
+    let f32 = std::mem::size_of::<T>() == 4;
+    let panel = if f32 { 64 } else { 32 };
+    if isa() != Isa::Avx512 || m == 0 || n == 0 || k == 0 || !n.is_multiple_of(panel) {
+        return gemm(m, n, k, a, b, c, accumulate);
+    }
+    let g = Gemm {
+        m,
+        n,
+        k,
+        a,
+        b,
+        accumulate,
+        may_split: true,
+    };
+    let c = &mut c[..m * n];
+    if f32 {
+        g.run::<T, 6, 64>(Isa::Avx512, c)
+    } else {
+        g.run::<T, 6, 32>(Isa::Avx512, c)
+    }
+}
+
 /// Which compiled variant of the kernels this CPU runs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Isa {

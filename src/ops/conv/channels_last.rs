@@ -1,0 +1,237 @@
+//! Channels-last kernels for the fast conv2d path: one chunk of images at a time, turned into
+//! channels-last (NHWC) order inside a per-thread scratch buffer, multiplied there, and turned
+//! back. The tensors outside stay NCHW.
+//!
+//! Why: in NCHW the output positions of one image are the long dimension of every product, and
+//! at 7x7 there are only 49 of them. The weight gradient's shared dimension is then 49 (63 on
+//! the wide grid of `fast.rs`): each tile of C is loaded and stored for a few dozen FMAs. In
+//! channels-last order the *positions of the whole chunk* form one dimension, and the receptive
+//! field of a position is contiguous one kernel row at a time: pixel (y, x) holds its C channels
+//! side by side, so the kernel row `ki` of position (oy, ox) is the S·C values starting at
+//! pixel (oy·sh + ki, ox·sw) of the padded image. With `Xc` the padded chunk `[imgs, Hp, Wp, C]`
+//! and q = (image, oy, ox) a position of the chunk:
+//! - forward: `Y[q, o] = Σ_ki Σ_(kj, c) Xc[q + ki][(kj, c)] · W[ki][(kj, c), o]`, one GEMM per
+//!   kernel row (positions x O, shared dimension S·C), which the AVX-512 kernel reads in place
+//!   (a row of A is one contiguous slice of `Xc`; nothing is packed but the small weight);
+//! - weight gradient: `dW[(ki, kj, c), o] = Σ_q Xc[q][(ki, kj, c)] · dY[q, o]`, one GEMM whose
+//!   shared dimension is every position of the chunk (196 at 7x7 with 4 images, 3136 at 28x28),
+//!   with the column matrix read transposed (each position's values are contiguous);
+//! - input gradient of a stride-1 conv: the forward of dY (padded by R - 1 - ph) with the flipped
+//!   kernel, as in `fast.rs`. (A strided conv's input gradient stays in `fast.rs`.)
+//!
+//! The chunks and the order of every sum are fixed by the geometry alone, so the bits do not
+//! depend on the number of threads.
+
+use super::fast::ShiftGeom;
+use crate::backend::cpu::Scratch;
+use crate::backend::cpu::gemm::{MatRef, Operand, gemm_wide_tile};
+use crate::dtype::Float;
+
+/// The column matrix of a chunk of channels-last images: row q (a position of the chunk),
+/// column (ki, kj, c) for the kernel rows `ki0..ki0 + rows`. Its row q is `rows` contiguous
+/// segments of S·C values, one per kernel row.
+struct Cols<'a, T> {
+    xc: &'a [T],
+    g: &'a ShiftGeom,
+    /// Where each position's kernel row 0 starts in `xc` ([`position_bases`], computed once per chunk:
+    /// it costs a few divisions per position).
+    bases: &'a [usize],
+    /// For each column (ki, kj, c): its offset from the position's base, and how many columns
+    /// from it on are contiguous (to the end of its kernel row) ([`column_offsets`]).
+    cols: &'a [(usize, usize)],
+    /// First kernel row.
+    ki0: usize,
+    /// Kernel rows covered (each one segment of S·C columns).
+    rows: usize,
+    /// Stored as `[q, (ki, kj, c)]` and used transposed (the weight gradient's left operand).
+    trans: bool,
+}
+
+/// Where position q = (image, oy, ox) of a chunk of `imgs` images starts in the padded
+/// channels-last chunk: pixel (oy·sh, ox·sw) of its image, for every q.
+fn position_bases(g: &ShiftGeom, imgs: usize) -> Vec<usize> {
+    let (oh, ow, hp, wp) = (g.oh(), g.ow(), g.hp(), g.wp());
+    let mut v = Vec::with_capacity(imgs * oh * ow);
+    for img in 0..imgs {
+        for oy in 0..oh {
+            v.extend((0..ow).map(|ox| ((img * hp + oy * g.sh) * wp + ox * g.sw) * g.c));
+        }
+    }
+    v
+}
+
+/// For each column (ki, kj, c) of the column matrix: (its offset from a position's base in the
+/// padded channels-last chunk, the number of columns from it to the end of its kernel row).
+fn column_offsets(g: &ShiftGeom) -> Vec<(usize, usize)> {
+    let (seg, row_len) = (g.s * g.c, g.wp() * g.c);
+    (0..g.r * seg)
+        .map(|col| (col / seg * row_len + col % seg, seg - col % seg))
+        .collect()
+}
+
+impl<T> Cols<'_, T> {
+    /// Where position q's first segment starts in `xc`.
+    #[inline]
+    fn base(&self, q: usize) -> usize {
+        self.bases[q] + self.ki0 * self.g.wp() * self.g.c
+    }
+}
+
+impl<T: Float> Operand<T> for Cols<'_, T> {
+    fn trans(&self) -> bool {
+        self.trans
+    }
+    fn row<'s>(&'s self, q: usize, c0: usize, len: usize, buf: &'s mut [T]) -> &'s [T] {
+        let base = self.base(q);
+        let (off, run) = self.cols[c0];
+        if len <= run {
+            return &self.xc[base + off..][..len];
+        }
+        // Crosses a kernel row: gather the pieces.
+        let mut done = 0;
+        while done < len {
+            let (off, run) = self.cols[c0 + done];
+            let take = run.min(len - done);
+            buf[done..done + take].copy_from_slice(&self.xc[base + off..][..take]);
+            done += take;
+        }
+        &buf[..len]
+    }
+    fn direct(&self) -> Option<&[T]> {
+        (!self.trans && self.rows == 1).then_some(self.xc)
+    }
+    fn row_start(&self, q: usize) -> usize {
+        self.base(q)
+    }
+}
+
+/// Writes `imgs` NCHW images `x` (`[imgs, c, h, w]`) into `dst` as zero-padded channels-last
+/// images `[imgs, h + 2 ph, w + 2 pw, c]`.
+fn to_padded_nhwc<T: Float>(x: &[T], imgs: usize, g: &ShiftGeom, dst: &mut [T]) {
+    let (c, h, w, ph, pw) = (g.c, g.h, g.w, g.ph, g.pw);
+    let (hp, wp) = (g.hp(), g.wp());
+    for (dimg, ximg) in dst
+        .chunks_exact_mut(hp * wp * c)
+        .zip(x.chunks_exact(c * h * w))
+        .take(imgs)
+    {
+        dimg[..ph * wp * c].fill(T::ZERO);
+        dimg[(ph + h) * wp * c..].fill(T::ZERO);
+        for y in 0..h {
+            let row = &mut dimg[(y + ph) * wp * c..][..wp * c];
+            row[..pw * c].fill(T::ZERO);
+            row[(pw + w) * c..].fill(T::ZERO);
+            let body = &mut row[pw * c..(pw + w) * c];
+            for ci in 0..c {
+                let src = &ximg[(ci * h + y) * w..][..w];
+                for (px, &v) in body.chunks_exact_mut(c).zip(src) {
+                    px[ci] = v;
+                }
+            }
+        }
+    }
+}
+
+/// The weight `[o, c, r, s]` as the channels-last GEMMs read it: `[r, s, c, o]` (row (ki, kj, c),
+/// column o).
+pub(super) fn weight_rsco<T: Float>(wt: &[T], g: &ShiftGeom) -> Vec<T> {
+    let (o, c, r, s) = (g.o, g.c, g.r, g.s);
+    let mut out = vec![T::ZERO; wt.len()];
+    for oo in 0..o {
+        for ci in 0..c {
+            for ki in 0..r {
+                for kj in 0..s {
+                    out[((ki * s + kj) * c + ci) * o + oo] = wt[((oo * c + ci) * r + ki) * s + kj];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The convolution of `imgs` NCHW images `x` by the weight `w_rsco` (from [`weight_rsco`]),
+/// written NCHW into `y` (`[imgs, o, oh, ow]`).
+pub(super) fn forward_chunk<T: Float>(g: &ShiftGeom, x: &[T], imgs: usize, w_rsco: &[T], y: &mut [T]) {
+    let (o, np) = (g.o, g.oh() * g.ow());
+    let positions = imgs * np;
+    let mut xc = Scratch::<T>::new(imgs * g.hp() * g.wp() * g.c);
+    to_padded_nhwc(x, imgs, g, xc.as_mut());
+    let mut yc = Scratch::<T>::new(positions * o);
+    let (xc, yc) = (&*xc.as_mut(), yc.as_mut());
+    let seg = g.s * g.c;
+    let bases = position_bases(g, imgs);
+    let cols = column_offsets(g);
+    for ki in 0..g.r {
+        let a = Cols {
+            xc,
+            g,
+            bases: &bases,
+            cols: &cols,
+            ki0: ki,
+            rows: 1,
+            trans: false,
+        };
+        let b = MatRef::new(&w_rsco[ki * seg * o..][..seg * o], o);
+        gemm_wide_tile(positions, o, seg, &a, &b, yc, ki > 0);
+    }
+    // [imgs, np, o] -> [imgs, o, np]
+    for (yimg, cimg) in y.chunks_exact_mut(o * np).zip(yc.chunks_exact(np * o)) {
+        for (q, px) in cimg.chunks_exact(o).enumerate() {
+            for (oo, &v) in px.iter().enumerate() {
+                yimg[oo * np + q] = v;
+            }
+        }
+    }
+}
+
+/// The weight gradient of `imgs` images, `[o, c, r, s]`: `x` the NCHW input chunk, `dy` its
+/// NCHW output gradient.
+pub(super) fn weight_grad_chunk<T: Float>(g: &ShiftGeom, x: &[T], dy: &[T], imgs: usize) -> Vec<T> {
+    let (o, np, k) = (g.o, g.oh() * g.ow(), g.c * g.r * g.s);
+    let positions = imgs * np;
+    let mut xc = Scratch::<T>::new(imgs * g.hp() * g.wp() * g.c);
+    to_padded_nhwc(x, imgs, g, xc.as_mut());
+    let mut dyc = Scratch::<T>::new(positions * o);
+    let dyc = dyc.as_mut();
+    // [imgs, o, np] -> [imgs, np, o]
+    for (cimg, yimg) in dyc.chunks_exact_mut(np * o).zip(dy.chunks_exact(o * np)) {
+        for (oo, plane) in yimg.chunks_exact(np).enumerate() {
+            for (q, &v) in plane.iter().enumerate() {
+                cimg[q * o + oo] = v;
+            }
+        }
+    }
+    let bases = position_bases(g, imgs);
+    let cols = column_offsets(g);
+    let xc = &*xc.as_mut();
+    let seg = g.s * g.c;
+    let mut dw_t = Scratch::<T>::new(k * o);
+    let dw_t = dw_t.as_mut();
+    // dWᵀ_ki [o, (kj, c)] = dYᵀ (o x positions) · Xc_ki (positions x S·C), Xc_ki read in place.
+    for (ki, part) in dw_t.chunks_exact_mut(o * seg).enumerate() {
+        let b = Cols {
+            xc,
+            g,
+            bases: &bases,
+            cols: &cols,
+            ki0: ki,
+            rows: 1,
+            trans: false,
+        };
+        gemm_wide_tile(o, seg, positions, &MatRef::new(dyc, o).t(), &b, part, false);
+    }
+    // [ki, o, (kj, c)] -> [o, c, ki, kj]
+    let (c, r, s) = (g.c, g.r, g.s);
+    let mut dw = vec![T::ZERO; o * k];
+    for (ki, part) in dw_t.chunks_exact(o * seg).enumerate() {
+        for (oo, row) in part.chunks_exact(seg).enumerate() {
+            let dwo = &mut dw[oo * k..][..k];
+            for (kj, px) in row.chunks_exact(c).enumerate() {
+                for (ci, &v) in px.iter().enumerate() {
+                    dwo[(ci * r + ki) * s + kj] = v;
+                }
+            }
+        }
+    }
+    dw
+}
