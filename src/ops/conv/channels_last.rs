@@ -10,14 +10,21 @@
 //! side by side, so the kernel row `ki` of position (oy, ox) is the S·C values starting at
 //! pixel (oy·sh + ki, ox·sw) of the padded image. With `Xc` the padded chunk `[imgs, Hp, Wp, C]`
 //! and q = (image, oy, ox) a position of the chunk:
-//! - forward: `Y[q, o] = Σ_ki Σ_(kj, c) Xc[q + ki][(kj, c)] · W[ki][(kj, c), o]`, one GEMM per
-//!   kernel row (positions x O, shared dimension S·C), which the AVX-512 kernel reads in place
-//!   (a row of A is one contiguous slice of `Xc`; nothing is packed but the small weight);
-//! - weight gradient: `dW[(ki, kj, c), o] = Σ_q Xc[q][(ki, kj, c)] · dY[q, o]`, one GEMM whose
-//!   shared dimension is every position of the chunk (196 at 7x7 with 4 images, 3136 at 28x28),
-//!   with the column matrix read transposed (each position's values are contiguous);
+//! - forward: `Y[q, o] = Σ_(ki, kj, c) Xc[q][(ki, kj, c)] · W[(ki, kj, c), o]`, one GEMM
+//!   (positions x O, shared dimension R·S·C) whose left operand the AVX-512 kernel reads in
+//!   place: row q is R contiguous runs of `Xc`, and the GEMM takes the runs' offsets
+//!   (`Operand::col_offsets`), so nothing is packed but the small weight. With 64 output
+//!   channels the product is exactly one 6 x 4-vector panel wide (`gemm_wide_tile`);
+//! - weight gradient: for each kernel row ki, `dWᵀ_ki [o, (kj, c)] = Σ_q dY[q, o] ·
+//!   Xc[q][(ki, kj, c)]`, a GEMM (O x S·C) whose shared dimension is every position of the
+//!   chunk (196 at 7x7 with 4 images, 3136 at 28x28), with the run of kernel row ki read in
+//!   place as the right operand and dYᵀ packed;
 //! - input gradient of a stride-1 conv: the forward of dY (padded by R - 1 - ph) with the flipped
 //!   kernel, as in `fast.rs`. (A strided conv's input gradient stays in `fast.rs`.)
+//!
+//! Used for the forward of convs with at least 16 input and 32 output channels, and for the
+//! backward of those with at least 32 and 64 (`Conv2dParams::channels_last_forward`,
+//! `channels_last_backward` in `fast.rs`, with the measurements behind the thresholds).
 //!
 //! The chunks and the order of every sum are fixed by the geometry alone, so the bits do not
 //! depend on the number of threads.
@@ -39,6 +46,8 @@ struct Cols<'a, T> {
     /// For each column (ki, kj, c): its offset from the position's base, and how many columns
     /// from it on are contiguous (to the end of its kernel row) ([`column_offsets`]).
     cols: &'a [(usize, usize)],
+    /// The offsets alone (`cols[..].0`), for the GEMM's in-place reading of A.
+    offs: &'a [usize],
     /// First kernel row.
     ki0: usize,
     /// Kernel rows covered (each one segment of S·C columns).
@@ -98,10 +107,13 @@ impl<T: Float> Operand<T> for Cols<'_, T> {
         &buf[..len]
     }
     fn direct(&self) -> Option<&[T]> {
-        (!self.trans && self.rows == 1).then_some(self.xc)
+        (!self.trans).then_some(self.xc)
     }
     fn row_start(&self, q: usize) -> usize {
         self.base(q)
+    }
+    fn col_offsets(&self) -> Option<&[usize]> {
+        (self.rows > 1).then_some(self.offs)
     }
 }
 
@@ -158,22 +170,20 @@ pub(super) fn forward_chunk<T: Float>(g: &ShiftGeom, x: &[T], imgs: usize, w_rsc
     to_padded_nhwc(x, imgs, g, xc.as_mut());
     let mut yc = Scratch::<T>::new(positions * o);
     let (xc, yc) = (&*xc.as_mut(), yc.as_mut());
-    let seg = g.s * g.c;
     let bases = position_bases(g, imgs);
     let cols = column_offsets(g);
-    for ki in 0..g.r {
-        let a = Cols {
-            xc,
-            g,
-            bases: &bases,
-            cols: &cols,
-            ki0: ki,
-            rows: 1,
-            trans: false,
-        };
-        let b = MatRef::new(&w_rsco[ki * seg * o..][..seg * o], o);
-        gemm_wide_tile(positions, o, seg, &a, &b, yc, ki > 0);
-    }
+    let offs: Vec<usize> = cols.iter().map(|c| c.0).collect();
+    let a = Cols {
+        xc,
+        g,
+        bases: &bases,
+        cols: &cols,
+        offs: &offs,
+        ki0: 0,
+        rows: g.r,
+        trans: false,
+    };
+    gemm_wide_tile(positions, o, g.r * g.s * g.c, &a, &MatRef::new(w_rsco, o), yc, false);
     // [imgs, np, o] -> [imgs, o, np]
     for (yimg, cimg) in y.chunks_exact_mut(o * np).zip(yc.chunks_exact(np * o)) {
         for (q, px) in cimg.chunks_exact(o).enumerate() {
@@ -214,6 +224,7 @@ pub(super) fn weight_grad_chunk<T: Float>(g: &ShiftGeom, x: &[T], dy: &[T], imgs
             g,
             bases: &bases,
             cols: &cols,
+            offs: &[],
             ki0: ki,
             rows: 1,
             trans: false,

@@ -5,10 +5,11 @@
 //! on a *wide grid* ([`Shifted`]), with the packed SIMD GEMM of `backend/cpu/gemm/`; so does
 //! the input gradient of a stride-1 conv (a conv of dY with the flipped kernel). A 1x1
 //! stride-1 conv multiplies by the image itself. Only a strided conv's input gradient builds a
-//! column matrix (`Wᵀ · dY`) and scatters it with the reference `col2im`. Convs with at least
-//! 32 input and 64 output channels take the channels-last kernels of `channels_last.rs` instead
-//! (forward, weight gradient, stride-1 input gradient), chunk by chunk: there the wide grid's
-//! products are too short (49 positions per image at 7x7).
+//! column matrix (`Wᵀ · dY`) and scatters it with the reference `col2im`. Convs with more
+//! channels take the channels-last kernels of `channels_last.rs` instead, chunk by chunk (the
+//! forward from 16 input and 32 output channels, the weight gradient and stride-1 input
+//! gradient from 32 and 64): there the wide grid's products are too short (49 positions per
+//! image at 7x7).
 //!
 //! Images are processed in fixed chunks of [`CHUNK`] images. Chunks run in parallel; inside a
 //! chunk, images run in order. The strided input gradient's column matrix lives in a reused
@@ -285,14 +286,24 @@ impl Conv2dParams {
         })
     }
 
-    /// Convs that take the channels-last kernels of `channels_last.rs` (forward, weight
-    /// gradient, stride-1 input gradient) instead of the wide grid: at least 32 input and 64
-    /// output channels (ResNet-20's stage 3). Measured (docs/performance.md): there they are
-    /// faster in every product (64->64 at 7x7: forward 1.15 -> 0.94 ms, backward 3.2 -> 2.8);
-    /// at 16-32 channels slower (16->16 at 28x28: forward 1.07 -> 1.77 ms), where the products
-    /// are 16-32 wide and turning the layout around costs more than the wide grid's waste.
-    fn is_channels_last(&self) -> bool {
-        self.is_shift() && self.c >= 32 && self.o >= 64
+    /// Convs whose forward takes the channels-last kernels of `channels_last.rs` instead of the
+    /// wide grid: a kernel larger than 1x1, at least 16 input and 32 output channels (ResNet-20's
+    /// stages 2 and 3). Measured with `cargo bench --bench conv` (docs/performance.md), forward
+    /// ms wide grid -> channels-last: 16->32 s2 at 28x28 0.95 -> 0.71, 32->32 at 14x14 0.99 ->
+    /// 0.97, 64->64 at 7x7 1.10 -> 0.90; but 16->16 at 28x28 1.07 -> 1.40, the 1->16 stem 0.55
+    /// -> 0.78 and the 1x1 stride-2 32->64 shortcut 0.20 -> 0.27: with 16 output channels the
+    /// product is one vector wide, and a 1x1 kernel's wide grid wastes nothing.
+    fn channels_last_forward(&self) -> bool {
+        self.is_shift() && self.r * self.s > 1 && self.c >= 16 && self.o >= 32
+    }
+    /// Convs whose weight gradient and stride-1 input gradient take the channels-last kernels:
+    /// a kernel larger than 1x1, at least 32 input and 64 output channels (ResNet-20's stage 3).
+    /// Measured, backward ms: 64->64 at 7x7 3.2 -> 2.8, 32->64 s2 at 14x14 2.45 -> 2.28; but
+    /// 32->32 at 14x14 2.08 -> 2.2 and 16->16 at 28x28 2.2 -> 3.3, where the weight gradient's
+    /// products are 16-32 rows and 48-96 columns and turning dY and X around costs more than the
+    /// wide grid's waste.
+    fn channels_last_backward(&self) -> bool {
+        self.is_shift() && self.r * self.s > 1 && self.c >= 32 && self.o >= 64
     }
     /// Every conv but the pointwise one (whose image already is its column matrix) takes the
     /// wide-grid path.
@@ -339,7 +350,7 @@ pub(super) fn forward<T: Float>(x: &[T], wt: &[T], bias: Option<&[T]>, p: &Conv2
     let (img_in, img_out) = (p.c * p.h * p.w, p.o * np);
     let mut out = crate::backend::cpu::pool::zeroed(p.n * img_out);
     let geom = p.shift_geom();
-    let cl = p.is_channels_last();
+    let cl = p.channels_last_forward();
     let starts = if p.is_shift() && !cl {
         geom.row_starts()
     } else {
@@ -402,7 +413,7 @@ pub(super) fn backward<T: Float>(
         Vec::new()
     };
     let chunks = p.n.div_ceil(CHUNK);
-    let cl = p.is_channels_last();
+    let cl = p.channels_last_backward();
     let dx_geom = if need_dx { p.shift_geom_dx() } else { None };
     let wflip = dx_geom.map(|_| flipped_weight(wt, p));
     let wflip_rsco = match (cl, dx_geom.as_ref(), wflip.as_deref()) {

@@ -3,8 +3,8 @@
 //! Kernels: `reference.rs` computes exactly the derivation below (im2col + the textbook GEMM,
 //! image by image); `fast.rs` computes the same products without building the column matrix
 //! (the GEMM reads the zero-padded image in place, on a "wide grid"), with the packed SIMD
-//! GEMM, in parallel over chunks of images; for convs with at least 32 input and 64 output
-//! channels it hands each chunk to `channels_last.rs`, which turns the chunk into channels-last
+//! GEMM, in parallel over chunks of images; for convs with more channels (forward: 16 in, 32
+//! out; backward: 32 in, 64 out) it hands each chunk to `channels_last.rs`, which turns the chunk into channels-last
 //! order so that the positions of all its images form one long GEMM dimension. Which one runs:
 //! [`crate::cpu::Kernels`].
 //!

@@ -11,8 +11,9 @@ use std::arch::x86_64::*;
 macro_rules! tile_fn {
     ($name:ident, $t:ty, $lanes:expr, $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident) => {
         /// `out (MR x NV vectors) = A (kc x MR) · B (kc x NV vectors)`. A is a packed panel
-        /// (`a_packed[p * MR + i]`) or, when `a_direct`, MR rows (`a_rows[i][p]`); B row p
-        /// is at `b + b_offs[p]`. Tiles used: 6 x 4 vectors (large products), 8 x 2, and
+        /// (`a_packed[p * MR + i]`, `a_direct` None) or MR rows read in place: `a_rows[i][p]`
+        /// (`a_direct` a null pointer), or `a_rows[i][a_offs[p]]` (`a_direct` = `a_offs`);
+        /// B row p is at `b + b_offs[p]`. Tiles used: 6 x 4 vectors (large products), 8 x 2, and
         /// 16 x 1 for narrow products (n <= one vector).
         ///
         /// # Safety
@@ -24,7 +25,7 @@ macro_rules! tile_fn {
             kc: usize,
             a_packed: *const $t,
             a_rows: &[*const $t; MR],
-            a_direct: bool,
+            a_direct: Option<*const usize>,
             b: *const $t,
             b_offs: *const usize,
             out: *mut $t,
@@ -33,7 +34,21 @@ macro_rules! tile_fn {
             unsafe {
                 let mut c = [[$zero(); NV]; MR];
                 let mut bv = [$zero(); NV];
-                if a_direct {
+                if let Some(a_offs) = a_direct.filter(|o| !o.is_null()) {
+                    for p in 0..kc {
+                        let bp = b.add(*b_offs.add(p));
+                        for (v, x) in bv.iter_mut().enumerate() {
+                            *x = $load(bp.add(v * $lanes));
+                        }
+                        let ap = *a_offs.add(p);
+                        for i in 0..MR {
+                            let av = $set1(*a_rows[i].add(ap));
+                            for v in 0..NV {
+                                c[i][v] = $fma(av, bv[v], c[i][v]);
+                            }
+                        }
+                    }
+                } else if a_direct.is_some() {
                     for p in 0..kc {
                         let bp = b.add(*b_offs.add(p));
                         for (v, x) in bv.iter_mut().enumerate() {

@@ -102,6 +102,12 @@ pub(crate) trait Operand<T>: Sync {
     fn row_start(&self, _r: usize) -> usize {
         0
     }
+    /// When a stored row is not one contiguous run of its direct slice: where entry `c` of every
+    /// stored row lies relative to the row's start (increasing in c; a channels-last column
+    /// matrix has one run per kernel row). `None`: entry c is at c.
+    fn col_offsets(&self) -> Option<&[usize]> {
+        None
+    }
 }
 
 impl<T: Float> Operand<T> for MatRef<'_, T> {
@@ -120,11 +126,22 @@ impl<T: Float> Operand<T> for MatRef<'_, T> {
 }
 
 /// Where the row starts of a directly read operand lie, if every one of its `rows` stored rows
-/// has `len` entries inside its slice (else it must be packed).
-fn direct_starts<T: Float, O: Operand<T> + ?Sized>(op: &O, rows: usize, len: usize) -> Option<Vec<usize>> {
-    if op.trans() {
+/// has `len` entries inside its slice (else it must be packed). With `col_offsets`, entry c of
+/// a row is at its start + offset c, and only an A operand (`gapped`) may be read so.
+fn direct_starts<T: Float, O: Operand<T> + ?Sized>(
+    op: &O,
+    rows: usize,
+    len: usize,
+    gapped: bool,
+) -> Option<Vec<usize>> {
+    if op.trans() || len == 0 {
         return None;
     }
+    let len = match op.col_offsets() {
+        None => len,
+        Some(offs) if gapped && offs.len() >= len => offs[len - 1] + 1,
+        Some(_) => return None,
+    };
     let base = op.direct()?;
     let starts: Vec<usize> = (0..rows).map(|r| op.row_start(r)).collect();
     starts
@@ -348,6 +365,9 @@ impl<T, A: Operand<T> + ?Sized> Operand<T> for RowsFrom<'_, A> {
     fn row_start(&self, r: usize) -> usize {
         self.a.row_start(self.r0 + r)
     }
+    fn col_offsets(&self) -> Option<&[usize]> {
+        self.a.col_offsets()
+    }
 }
 
 impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
@@ -409,12 +429,12 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
         // In-place reading needs the AVX-512 kernels (which exist for exactly these tiles).
         let direct_ok = isa == Isa::Avx512;
         let b_starts = if direct_ok && m < DIRECT_BELOW {
-            direct_starts(self.b, k, n)
+            direct_starts(self.b, k, n, false)
         } else {
             None
         };
         let a_starts = if direct_ok && n < DIRECT_BELOW {
-            direct_starts(self.a, m, k)
+            direct_starts(self.a, m, k, true)
         } else {
             None
         };
@@ -443,6 +463,7 @@ impl<A: ?Sized, B: ?Sized> Gemm<'_, '_, A, B> {
             let args = BlockArgs {
                 a: self.a,
                 a_starts: a_starts.as_deref(),
+                a_offs: a_starts.as_ref().and(self.a.col_offsets()),
                 row0: 0,
                 rows: 0,
                 p0,
@@ -497,6 +518,8 @@ struct BlockArgs<'a, 'b, T, A: ?Sized> {
     a: &'a A,
     /// Row starts of A in its direct slice, when A is read in place.
     a_starts: Option<&'b [usize]>,
+    /// Offsets of a directly read A's entries from their row start (all k), if not contiguous.
+    a_offs: Option<&'a [usize]>,
     row0: usize,
     rows: usize,
     p0: usize,
@@ -626,6 +649,7 @@ unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const 
     let BlockArgs {
         a,
         a_starts,
+        a_offs,
         row0,
         rows,
         p0,
@@ -669,7 +693,7 @@ unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const 
                     for (i, r) in a_rows.iter_mut().enumerate() {
                         // Rows past the edge repeat the last row; their results are dropped.
                         let s = starts[row0 + i0 + i.min(height - 1)];
-                        *r = a_base[s + p0..].as_ptr();
+                        *r = a_base[s + if a_offs.is_some() { 0 } else { p0 }..].as_ptr();
                     }
                     std::ptr::null()
                 }
@@ -685,10 +709,18 @@ unsafe fn block_avx512<T: Float, A: Operand<T> + ?Sized, const MR: usize, const 
             // the tile is [[T; NR]; MR] with NR = 1 or 2 vectors (asserted above); every pointer
             // reads kc rows of NR (B) or kc values (A) inside its slice: packed panels hold
             // kc x NR (B) or kc x MR (A) values, direct rows were checked by
-            // `direct_starts` to hold their whole length, and only full B panels are direct.
+            // `direct_starts` to hold their whole length (up to their last column offset, for
+            // an A with `col_offsets`), and only full B panels are direct.
             unsafe {
                 let out = tile.as_mut_ptr().cast::<T>();
-                let (ap, ar, ad, bp, bo) = (a_packed, &a_rows, a_starts.is_some(), bptr, boffs.as_ptr());
+                let (ap, ar, bp, bo) = (a_packed, &a_rows, bptr, boffs.as_ptr());
+                // A read in place: its rows' entries p0.. are contiguous (offsets: null) or at
+                // the offsets p0.. from the row starts.
+                let ad = match (a_starts, a_offs) {
+                    (None, _) => None,
+                    (Some(_), None) => Some(std::ptr::null()),
+                    (Some(_), Some(offs)) => Some(offs[p0..].as_ptr()),
+                };
                 match (is_f32, NR / lanes) {
                     (true, 4) => {
                         avx512::tile_f32::<MR, 4>(kc, ap.cast(), &ar.map(|p| p.cast()), ad, bp.cast(), bo, out.cast())
@@ -812,6 +844,77 @@ mod tests {
                 }
             }
         });
+    }
+
+    /// An A whose rows are runs with gaps between them (`col_offsets`), as the channels-last
+    /// column matrix is: read in place by the AVX-512 kernel (n < DIRECT_BELOW), packed through
+    /// `row` elsewhere; k = 300 spans two k blocks, so the offsets of the second start at p0.
+    #[test]
+    fn gapped_rows_read_in_place() {
+        struct Gapped<'a, T> {
+            data: &'a [T],
+            ld: usize,
+            offs: &'a [usize],
+        }
+        impl<T: Float> Operand<T> for Gapped<'_, T> {
+            fn trans(&self) -> bool {
+                false
+            }
+            fn row<'s>(&'s self, r: usize, c0: usize, len: usize, buf: &'s mut [T]) -> &'s [T] {
+                for (j, v) in buf[..len].iter_mut().enumerate() {
+                    *v = self.data[r * self.ld + self.offs[c0 + j]];
+                }
+                &buf[..len]
+            }
+            fn direct(&self) -> Option<&[T]> {
+                Some(self.data)
+            }
+            fn row_start(&self, r: usize) -> usize {
+                r * self.ld
+            }
+            fn col_offsets(&self) -> Option<&[usize]> {
+                Some(self.offs)
+            }
+        }
+        let mut rng = crate::Rng::new(3);
+        for &(m, n, k) in &[(13, 40, 300), (7, 8, 5), (200, 64, 300)] {
+            // Runs of 5 with gaps of 3.
+            let offs: Vec<usize> = (0..k).map(|c| c + c / 5 * 3).collect();
+            let ld = offs[k - 1] + 1;
+            let data: Vec<f64> = (0..m * ld).map(|_| rng.normal()).collect();
+            let dense: Vec<f64> = (0..m)
+                .flat_map(|i| offs.iter().map(move |&o| i * ld + o))
+                .map(|at| data[at])
+                .collect();
+            let b: Vec<f64> = (0..k * n).map(|_| rng.normal()).collect();
+            let want = naive(m, n, k, &dense, &b);
+            let mut c = vec![0.0; m * n];
+            let a = Gapped {
+                data: &data,
+                ld,
+                offs: &offs,
+            };
+            gemm(m, n, k, &a, &MatRef::new(&b, n), &mut c, false);
+            for (x, y) in c.iter().zip(&want) {
+                assert!((x - y).abs() < 1e-9 * (1.0 + y.abs()), "{m}x{n}x{k}: {x} vs {y}");
+            }
+            // f32 on the 6 x 4 tile where n allows it.
+            let f: Vec<f32> = data.iter().map(|&v| v as f32).collect();
+            let bf: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+            let mut cf = vec![0.0f32; m * n];
+            let a = Gapped {
+                data: &f,
+                ld,
+                offs: &offs,
+            };
+            gemm_wide_tile(m, n, k, &a, &MatRef::new(&bf, n), &mut cf, false);
+            for (x, y) in cf.iter().zip(&want) {
+                assert!(
+                    (*x as f64 - y).abs() < 1e-3 * (1.0 + y.abs()),
+                    "f32 {m}x{n}x{k}: {x} vs {y}"
+                );
+            }
+        }
     }
 
     #[test]
