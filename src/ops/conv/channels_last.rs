@@ -20,10 +20,13 @@
 //!   chunk (196 at 7x7 with 4 images, 3136 at 28x28), with the run of kernel row ki read in
 //!   place as the right operand and dYᵀ packed;
 //! - input gradient of a stride-1 conv: the forward of dY (padded by R - 1 - ph) with the flipped
-//!   kernel, as in `fast.rs`. (A strided conv's input gradient stays in `fast.rs`.)
+//!   kernel, as in `fast.rs`;
+//! - input gradient of a strided conv: `dcol[q, (ki, kj, c)] = Σ_o dY[q, o] · W[o, (ki, kj, c)]`,
+//!   one GEMM (positions x R·S·C, depth O), whose rows are added back where the forward read
+//!   them, one contiguous run of S·C values per kernel row (col2im in channels-last order).
 //!
-//! Used for the forward of convs with at least 16 input and 32 output channels, and for the
-//! backward of those with at least 32 and 64 (`Conv2dParams::channels_last_forward`,
+//! Used for the forward and the strided input gradient of convs with at least 16 input and 32
+//! output channels, and for the rest of the backward of those with at least 32 and 64 (`Conv2dParams::channels_last_forward`,
 //! `channels_last_backward` in `fast.rs`, with the measurements behind the thresholds).
 //!
 //! The chunks and the order of every sum are fixed by the geometry alone, so the bits do not
@@ -31,7 +34,7 @@
 
 use super::fast::ShiftGeom;
 use crate::backend::cpu::Scratch;
-use crate::backend::cpu::gemm::{MatRef, Operand, gemm_wide_tile};
+use crate::backend::cpu::gemm::{MatRef, Operand, gemm, gemm_wide_tile};
 use crate::dtype::Float;
 
 /// The column matrix of a chunk of channels-last images: row q (a position of the chunk),
@@ -144,6 +147,17 @@ fn to_padded_nhwc<T: Float>(x: &[T], imgs: usize, g: &ShiftGeom, dst: &mut [T]) 
     }
 }
 
+/// Writes NCHW images `x` (`[imgs, c, np]`, np pixels each) as channels-last `[imgs, np, c]`.
+fn to_nhwc<T: Float>(x: &[T], c: usize, np: usize, dst: &mut [T]) {
+    for (dimg, ximg) in dst.chunks_exact_mut(np * c).zip(x.chunks_exact(c * np)) {
+        for (ci, plane) in ximg.chunks_exact(np).enumerate() {
+            for (q, &v) in plane.iter().enumerate() {
+                dimg[q * c + ci] = v;
+            }
+        }
+    }
+}
+
 /// The weight `[o, c, r, s]` as the channels-last GEMMs read it: `[r, s, c, o]` (row (ki, kj, c),
 /// column o).
 pub(super) fn weight_rsco<T: Float>(wt: &[T], g: &ShiftGeom) -> Vec<T> {
@@ -203,14 +217,7 @@ pub(super) fn weight_grad_chunk<T: Float>(g: &ShiftGeom, x: &[T], dy: &[T], imgs
     to_padded_nhwc(x, imgs, g, xc.as_mut());
     let mut dyc = Scratch::<T>::new(positions * o);
     let dyc = dyc.as_mut();
-    // [imgs, o, np] -> [imgs, np, o]
-    for (cimg, yimg) in dyc.chunks_exact_mut(np * o).zip(dy.chunks_exact(o * np)) {
-        for (oo, plane) in yimg.chunks_exact(np).enumerate() {
-            for (q, &v) in plane.iter().enumerate() {
-                cimg[q * o + oo] = v;
-            }
-        }
-    }
+    to_nhwc(dy, o, np, dyc);
     let bases = position_bases(g, imgs);
     let cols = column_offsets(g);
     let xc = &*xc.as_mut();
@@ -245,4 +252,66 @@ pub(super) fn weight_grad_chunk<T: Float>(g: &ShiftGeom, x: &[T], dy: &[T], imgs
         }
     }
     dw
+}
+
+/// The weight `[o, c, r, s]` as [`input_grad_chunk`] reads it: `[o, r, s, c]`.
+pub(super) fn weight_orsc<T: Float>(wt: &[T], g: &ShiftGeom) -> Vec<T> {
+    let (c, r, s) = (g.c, g.r, g.s);
+    let mut out = vec![T::ZERO; wt.len()];
+    for (dst, src) in out.chunks_exact_mut(c * r * s).zip(wt.chunks_exact(c * r * s)) {
+        for ci in 0..c {
+            for ki in 0..r {
+                for kj in 0..s {
+                    dst[(ki * s + kj) * c + ci] = src[(ci * r + ki) * s + kj];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The input gradient of `imgs` images for any stride, written NCHW into `dx` (`[imgs, c, h,
+/// w]`): `dcol[q, (ki, kj, c)] = Σ_o dY[q, o] · W[o, (ki, kj, c)]` (one GEMM, positions x R·S·C,
+/// depth O; `w_orsc` from [`weight_orsc`]), then each position's R runs of S·C values are added
+/// into the padded channels-last gradient where the forward read them (col2im, one contiguous
+/// run at a time, positions and kernel rows in order), and the padding is cropped away.
+pub(super) fn input_grad_chunk<T: Float>(g: &ShiftGeom, dy: &[T], imgs: usize, w_orsc: &[T], dx: &mut [T]) {
+    let (o, np, k) = (g.o, g.oh() * g.ow(), g.c * g.r * g.s);
+    let positions = imgs * np;
+    let mut dyc = Scratch::<T>::new(positions * o);
+    let dyc = dyc.as_mut();
+    to_nhwc(dy, o, np, dyc);
+    let mut dcol = Scratch::<T>::new(positions * k);
+    let dcol = dcol.as_mut();
+    gemm(
+        positions,
+        k,
+        o,
+        &MatRef::new(dyc, o),
+        &MatRef::new(w_orsc, k),
+        dcol,
+        false,
+    );
+    let (c, h, w, hp, wp) = (g.c, g.h, g.w, g.hp(), g.wp());
+    let mut dxc = Scratch::<T>::new(imgs * hp * wp * c);
+    let dxc = dxc.as_mut();
+    dxc.fill(T::ZERO);
+    let seg = g.s * c;
+    for (&base, col) in position_bases(g, imgs).iter().zip(dcol.chunks_exact(k)) {
+        for (ki, run) in col.chunks_exact(seg).enumerate() {
+            let dst = &mut dxc[base + ki * wp * c..][..seg];
+            dst.iter_mut().zip(run).for_each(|(d, &v)| *d += v);
+        }
+    }
+    for (dimg, cimg) in dx.chunks_exact_mut(c * h * w).zip(dxc.chunks_exact(hp * wp * c)) {
+        for y in 0..h {
+            let row = &cimg[((y + g.ph) * wp + g.pw) * c..][..w * c];
+            for ci in 0..c {
+                let out = &mut dimg[(ci * h + y) * w..][..w];
+                for (v, px) in out.iter_mut().zip(row.chunks_exact(c)) {
+                    *v = px[ci];
+                }
+            }
+        }
+    }
 }
