@@ -238,16 +238,14 @@ pub(super) fn weight_grad_chunk<T: Float>(g: &ShiftGeom, x: &[T], dy: &[T], imgs
         };
         gemm_wide_tile(o, seg, positions, &MatRef::new(dyc, o).t(), &b, part, false);
     }
-    // [ki, o, (kj, c)] -> [o, c, ki, kj]
+    // [ki, o, (kj, c)] -> [o, c, ki, kj], written in order (no zero-fill first).
     let (c, r, s) = (g.c, g.r, g.s);
-    let mut dw = vec![T::ZERO; o * k];
-    for (ki, part) in dw_t.chunks_exact(o * seg).enumerate() {
-        for (oo, row) in part.chunks_exact(seg).enumerate() {
-            let dwo = &mut dw[oo * k..][..k];
-            for (kj, px) in row.chunks_exact(c).enumerate() {
-                for (ci, &v) in px.iter().enumerate() {
-                    dwo[(ci * r + ki) * s + kj] = v;
-                }
+    let mut dw = Vec::with_capacity(o * k);
+    for oo in 0..o {
+        for ci in 0..c {
+            for ki in 0..r {
+                let row = &dw_t[(ki * o + oo) * seg + ci..];
+                dw.extend((0..s).map(|kj| row[kj * c]));
             }
         }
     }
