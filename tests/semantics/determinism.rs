@@ -81,8 +81,9 @@ fn run() -> Run {
         .unwrap();
     let up2 = Tensor::<f32>::randn(&[5, 16, 32, 32], 12, cpu).unwrap();
     fused.mul(&up2).unwrap().sum().unwrap().backward().unwrap();
-    // 32 -> 64 channels: the channels-last conv kernels (stride 1 and 2; 9 images = 3 chunks).
-    let xc = Tensor::<f32>::randn(&[9, 32, 9, 9], 13, cpu).unwrap().requires_grad();
+    // 32 -> 64 channels: the channels-last conv kernels (stride 1 and 2; 20 images at 7x7 and
+    // 4x4 outputs = chunks of 16 and 4).
+    let xc = Tensor::<f32>::randn(&[20, 32, 7, 7], 13, cpu).unwrap().requires_grad();
     let wc = Tensor::<f32>::randn(&[64, 32, 3, 3], 14, cpu)
         .unwrap()
         .mul_scalar(0.1)
@@ -95,8 +96,8 @@ fn run() -> Run {
         .requires_grad();
     let yc = xc.conv2d(&wc, None, 1, 1).unwrap();
     let ys = xc.conv2d(&ws, None, 2, 1).unwrap();
-    let up3 = Tensor::<f32>::randn(&[9, 64, 9, 9], 16, cpu).unwrap();
-    let up4 = Tensor::<f32>::randn(&[9, 64, 5, 5], 17, cpu).unwrap();
+    let up3 = Tensor::<f32>::randn(&[20, 64, 7, 7], 16, cpu).unwrap();
+    let up4 = Tensor::<f32>::randn(&[20, 64, 4, 4], 17, cpu).unwrap();
     let lc = yc.mul(&up3).unwrap().sum().unwrap();
     let ls = ys.mul(&up4).unwrap().sum().unwrap();
     lc.add(&ls).unwrap().backward().unwrap();

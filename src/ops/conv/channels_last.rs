@@ -17,7 +17,7 @@
 //!   channels the product is exactly one 6 x 4-vector panel wide (`gemm_wide_tile`);
 //! - weight gradient: for each kernel row ki, `dWᵀ_ki [o, (kj, c)] = Σ_q dY[q, o] ·
 //!   Xc[q][(ki, kj, c)]`, a GEMM (O x S·C) whose shared dimension is every position of the
-//!   chunk (196 at 7x7 with 4 images, 3136 at 28x28), with the run of kernel row ki read in
+//!   chunk (784 at 7x7 with 16 images, 784 at 14x14 with 4), with the run of kernel row ki read in
 //!   place as the right operand and dYᵀ packed;
 //! - input gradient of a stride-1 conv: the forward of dY (padded by R - 1 - ph) with the flipped
 //!   kernel, as in `fast.rs`;
