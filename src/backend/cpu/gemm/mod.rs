@@ -848,7 +848,7 @@ mod tests {
 
     /// An A whose rows are runs with gaps between them (`col_offsets`), as the channels-last
     /// column matrix is: read in place by the AVX-512 kernel (n < DIRECT_BELOW), packed through
-    /// `row` elsewhere; k = 300 spans two k blocks, so the offsets of the second start at p0.
+    /// `row` by the portable kernel (and wherever n >= DIRECT_BELOW); k = 300 spans two k blocks, so the offsets of the second start at p0.
     #[test]
     fn gapped_rows_read_in_place() {
         struct Gapped<'a, T> {
@@ -897,6 +897,24 @@ mod tests {
             gemm(m, n, k, &a, &MatRef::new(&b, n), &mut c, false);
             for (x, y) in c.iter().zip(&want) {
                 assert!((x - y).abs() < 1e-9 * (1.0 + y.abs()), "{m}x{n}x{k}: {x} vs {y}");
+            }
+            // The portable kernel packs the gapped rows through `row` instead.
+            let g = Gemm {
+                m,
+                n,
+                k,
+                a: &a,
+                b: &MatRef::new(&b, n),
+                accumulate: false,
+                may_split: true,
+            };
+            let mut c = vec![f64::NAN; m * n];
+            g.run::<f64, 4, 8>(Isa::Portable, &mut c);
+            for (x, y) in c.iter().zip(&want) {
+                assert!(
+                    (x - y).abs() < 1e-9 * (1.0 + y.abs()),
+                    "portable {m}x{n}x{k}: {x} vs {y}"
+                );
             }
             // f32 on the 6 x 4 tile where n allows it.
             let f: Vec<f32> = data.iter().map(|&v| v as f32).collect();
