@@ -888,6 +888,11 @@ mod tests {
                 .collect();
             let b: Vec<f64> = (0..k * n).map(|_| rng.normal()).collect();
             let want = naive(m, n, k, &dense, &b);
+            let check = |got: &[f64], tol: f64, what: &str| {
+                for (x, y) in got.iter().zip(&want) {
+                    assert!((x - y).abs() < tol * (1.0 + y.abs()), "{what} {m}x{n}x{k}: {x} vs {y}");
+                }
+            };
             let mut c = vec![0.0; m * n];
             let a = Gapped {
                 data: &data,
@@ -895,9 +900,7 @@ mod tests {
                 offs: &offs,
             };
             gemm(m, n, k, &a, &MatRef::new(&b, n), &mut c, false);
-            for (x, y) in c.iter().zip(&want) {
-                assert!((x - y).abs() < 1e-9 * (1.0 + y.abs()), "{m}x{n}x{k}: {x} vs {y}");
-            }
+            check(&c, 1e-9, "gemm");
             // The portable kernel packs the gapped rows through `row` instead.
             let g = Gemm {
                 m,
@@ -910,12 +913,7 @@ mod tests {
             };
             let mut c = vec![f64::NAN; m * n];
             g.run::<f64, 4, 8>(Isa::Portable, &mut c);
-            for (x, y) in c.iter().zip(&want) {
-                assert!(
-                    (x - y).abs() < 1e-9 * (1.0 + y.abs()),
-                    "portable {m}x{n}x{k}: {x} vs {y}"
-                );
-            }
+            check(&c, 1e-9, "portable");
             // f32 on the 6 x 4 tile where n allows it.
             let f: Vec<f32> = data.iter().map(|&v| v as f32).collect();
             let bf: Vec<f32> = b.iter().map(|&v| v as f32).collect();
@@ -926,12 +924,7 @@ mod tests {
                 offs: &offs,
             };
             gemm_wide_tile(m, n, k, &a, &MatRef::new(&bf, n), &mut cf, false);
-            for (x, y) in cf.iter().zip(&want) {
-                assert!(
-                    (*x as f64 - y).abs() < 1e-3 * (1.0 + y.abs()),
-                    "f32 {m}x{n}x{k}: {x} vs {y}"
-                );
-            }
+            check(&cf.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1e-3, "f32 wide tile");
         }
     }
 
