@@ -26,8 +26,9 @@
 //!   them, one contiguous run of S·C values per kernel row (col2im in channels-last order).
 //!
 //! Used for the forward and the strided input gradient of convs with at least 16 input and 32
-//! output channels, and for the rest of the backward of those with at least 32 and 64 (`Conv2dParams::channels_last_forward`,
-//! `channels_last_backward` in `fast.rs`, with the measurements behind the thresholds).
+//! output channels, and for the rest of the backward of those with at least 32 and 64
+//! (`Conv2dParams::channels_last_forward`, `channels_last_backward` in `fast.rs`, with the
+//! measurements behind the thresholds).
 //!
 //! The chunks and the order of every sum are fixed by the geometry alone, so the bits do not
 //! depend on the number of threads.
@@ -37,14 +38,15 @@ use crate::backend::cpu::Scratch;
 use crate::backend::cpu::gemm::{MatRef, Operand, gemm, gemm_wide_tile};
 use crate::dtype::Float;
 
-/// The column matrix of a chunk of channels-last images: row q (a position of the chunk),
-/// column (ki, kj, c) for the kernel rows `ki0..ki0 + rows`. Its row q is `rows` contiguous
-/// segments of S·C values, one per kernel row.
+/// The column matrix of a chunk of channels-last images, read in place: row q (a position of
+/// the chunk), column (ki, kj, c) for the kernel rows `ki0..ki0 + rows`. Its row q is `rows`
+/// contiguous runs of S·C values, one per kernel row: the forward's left operand (all R kernel
+/// rows) and the weight gradient's right operand (one kernel row).
 struct Cols<'a, T> {
     xc: &'a [T],
     g: &'a ShiftGeom,
-    /// Where each position's kernel row 0 starts in `xc` ([`position_bases`], computed once per chunk:
-    /// it costs a few divisions per position).
+    /// Where each position's kernel row 0 starts in `xc` ([`position_bases`], computed once per
+    /// chunk: it costs a few divisions per position).
     bases: &'a [usize],
     /// For each column (ki, kj, c): its offset from the position's base, and how many columns
     /// from it on are contiguous (to the end of its kernel row) ([`column_offsets`]).
@@ -53,10 +55,8 @@ struct Cols<'a, T> {
     offs: &'a [usize],
     /// First kernel row.
     ki0: usize,
-    /// Kernel rows covered (each one segment of S·C columns).
+    /// Kernel rows covered (each one run of S·C columns).
     rows: usize,
-    /// Stored as `[q, (ki, kj, c)]` and used transposed (the weight gradient's left operand).
-    trans: bool,
 }
 
 /// Where position q = (image, oy, ox) of a chunk of `imgs` images starts in the padded
@@ -91,7 +91,7 @@ impl<T> Cols<'_, T> {
 
 impl<T: Float> Operand<T> for Cols<'_, T> {
     fn trans(&self) -> bool {
-        self.trans
+        false
     }
     fn row<'s>(&'s self, q: usize, c0: usize, len: usize, buf: &'s mut [T]) -> &'s [T] {
         let base = self.base(q);
@@ -110,7 +110,7 @@ impl<T: Float> Operand<T> for Cols<'_, T> {
         &buf[..len]
     }
     fn direct(&self) -> Option<&[T]> {
-        (!self.trans).then_some(self.xc)
+        Some(self.xc)
     }
     fn row_start(&self, q: usize) -> usize {
         self.base(q)
@@ -195,7 +195,6 @@ pub(super) fn forward_chunk<T: Float>(g: &ShiftGeom, x: &[T], imgs: usize, w_rsc
         offs: &offs,
         ki0: 0,
         rows: g.r,
-        trans: false,
     };
     gemm_wide_tile(positions, o, g.r * g.s * g.c, &a, &MatRef::new(w_rsco, o), yc, false);
     // [imgs, np, o] -> [imgs, o, np]
@@ -234,7 +233,6 @@ pub(super) fn weight_grad_chunk<T: Float>(g: &ShiftGeom, x: &[T], dy: &[T], imgs
             offs: &[],
             ki0: ki,
             rows: 1,
-            trans: false,
         };
         gemm_wide_tile(o, seg, positions, &MatRef::new(dyc, o).t(), &b, part, false);
     }
