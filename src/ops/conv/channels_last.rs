@@ -48,10 +48,8 @@ struct Cols<'a, T> {
     /// Where each position's kernel row 0 starts in `xc` ([`position_bases`], computed once per
     /// chunk: it costs a few divisions per position).
     bases: &'a [usize],
-    /// For each column (ki, kj, c): its offset from the position's base, and how many columns
-    /// from it on are contiguous (to the end of its kernel row) ([`column_offsets`]).
-    cols: &'a [(usize, usize)],
-    /// The offsets alone (`cols[..].0`), for the GEMM's in-place reading of A.
+    /// For each column (ki, kj, c), its offset from the position's base ([`column_offsets`]);
+    /// only read when `rows > 1` (one kernel row is one contiguous run).
     offs: &'a [usize],
     /// First kernel row.
     ki0: usize,
@@ -72,13 +70,11 @@ fn position_bases(g: &ShiftGeom, imgs: usize) -> Vec<usize> {
     v
 }
 
-/// For each column (ki, kj, c) of the column matrix: (its offset from a position's base in the
-/// padded channels-last chunk, the number of columns from it to the end of its kernel row).
-fn column_offsets(g: &ShiftGeom) -> Vec<(usize, usize)> {
+/// For each column (ki, kj, c) of the column matrix: its offset from a position's base in the
+/// padded channels-last chunk (increasing in the column).
+fn column_offsets(g: &ShiftGeom) -> Vec<usize> {
     let (seg, row_len) = (g.s * g.c, g.wp() * g.c);
-    (0..g.r * seg)
-        .map(|col| (col / seg * row_len + col % seg, seg - col % seg))
-        .collect()
+    (0..g.r * seg).map(|col| col / seg * row_len + col % seg).collect()
 }
 
 impl<T> Cols<'_, T> {
@@ -95,17 +91,17 @@ impl<T: Float> Operand<T> for Cols<'_, T> {
     }
     fn row<'s>(&'s self, q: usize, c0: usize, len: usize, buf: &'s mut [T]) -> &'s [T] {
         let base = self.base(q);
-        let (off, run) = self.cols[c0];
-        if len <= run {
-            return &self.xc[base + off..][..len];
+        if self.rows == 1 || len == 0 {
+            return &self.xc[base + c0..][..len];
         }
-        // Crosses a kernel row: gather the pieces.
-        let mut done = 0;
-        while done < len {
-            let (off, run) = self.cols[c0 + done];
-            let take = run.min(len - done);
-            buf[done..done + take].copy_from_slice(&self.xc[base + off..][..take]);
-            done += take;
+        let offs = &self.offs[c0..c0 + len];
+        // The offsets increase, so the columns are one run exactly when they span len.
+        if offs[len - 1] - offs[0] == len - 1 {
+            return &self.xc[base + offs[0]..][..len];
+        }
+        // Crosses a kernel row: gather.
+        for (v, &o) in buf[..len].iter_mut().zip(offs) {
+            *v = self.xc[base + o];
         }
         &buf[..len]
     }
@@ -185,13 +181,11 @@ pub(super) fn forward_chunk<T: Float>(g: &ShiftGeom, x: &[T], imgs: usize, w_rsc
     let mut yc = Scratch::<T>::new(positions * o);
     let (xc, yc) = (&*xc.as_mut(), yc.as_mut());
     let bases = position_bases(g, imgs);
-    let cols = column_offsets(g);
-    let offs: Vec<usize> = cols.iter().map(|c| c.0).collect();
+    let offs = column_offsets(g);
     let a = Cols {
         xc,
         g,
         bases: &bases,
-        cols: &cols,
         offs: &offs,
         ki0: 0,
         rows: g.r,
@@ -218,7 +212,6 @@ pub(super) fn weight_grad_chunk<T: Float>(g: &ShiftGeom, x: &[T], dy: &[T], imgs
     let dyc = dyc.as_mut();
     to_nhwc(dy, o, np, dyc);
     let bases = position_bases(g, imgs);
-    let cols = column_offsets(g);
     let xc = &*xc.as_mut();
     let seg = g.s * g.c;
     let mut dw_t = Scratch::<T>::new(k * o);
@@ -229,7 +222,6 @@ pub(super) fn weight_grad_chunk<T: Float>(g: &ShiftGeom, x: &[T], dy: &[T], imgs
             xc,
             g,
             bases: &bases,
-            cols: &cols,
             offs: &[],
             ki0: ki,
             rows: 1,

@@ -5,16 +5,16 @@
 //! on a *wide grid* ([`Shifted`]), with the packed SIMD GEMM of `backend/cpu/gemm/`; so does
 //! the input gradient of a stride-1 conv (a conv of dY with the flipped kernel). A 1x1
 //! stride-1 conv multiplies by the image itself. Only a strided conv's input gradient builds a
-//! column matrix (`Wᵀ · dY`) and scatters it with the reference `col2im` (when its forward does
-//! not run channels-last). Convs with more
-//! channels take the channels-last kernels of `channels_last.rs` instead, chunk by chunk (the
-//! forward and a strided conv's input gradient from 16 input and 32 output channels, the
-//! weight gradient and stride-1 input gradient from 32 and 64): there the wide grid's products are too short (49 positions per
-//! image at 7x7).
+//! column matrix (`Wᵀ · dY`) and scatters it with the reference `col2im`.
 //!
-//! Images are processed in fixed chunks ([`Conv2dParams::chunk`] images, fixed by the geometry).
-//! Chunks run in parallel; inside a chunk, images run in order. The strided input gradient's column matrix lives in a reused
-//! per-thread scratch buffer (one image's, never the whole batch's). The weight gradient is summed
+//! Convs with more channels take the channels-last kernels of `channels_last.rs` instead,
+//! chunk by chunk: the forward and a strided 3x3 conv's input gradient from 16 input and 32
+//! output channels, the weight gradient and stride-1 input gradient from 32 and 64. There the
+//! wide grid's products are too short (49 positions per image at 7x7).
+//!
+//! Images are processed in fixed chunks ([`Conv2dParams::chunk`] images, fixed by the
+//! geometry). Chunks run in parallel; inside a chunk, images run in order. The strided input
+//! gradient's column matrix lives in a reused per-thread scratch buffer (one image's, never the whole batch's). The weight gradient is summed
 //! per chunk and the chunk partials are added in chunk order, so the bits do not depend on the
 //! number of threads.
 
@@ -458,25 +458,29 @@ pub(super) fn backward<T: Float>(
         let last = (first + chunk).min(p.n);
         let imgs = last - first;
         let mut dx_chunk = dx_chunk;
-        // Channels-last: the whole chunk at once (dW, and dX of a stride-1 conv).
-        let cl_dw = (cl && need_dw).then(|| {
-            let xc = &x[first * img_in..][..imgs * img_in];
-            channels_last::weight_grad_chunk(&geom, xc, &dy[first * img_out..][..imgs * img_out], imgs)
-        });
+        // Channels-last: the whole chunk at once (dW; dX of a stride-1 conv, or of a strided one
+        // whose forward is channels-last).
+        let dyc = &dy[first * img_out..][..imgs * img_out];
+        let cl_dw = (cl && need_dw)
+            .then(|| channels_last::weight_grad_chunk(&geom, &x[first * img_in..][..imgs * img_in], dyc, imgs));
         let mut cl_dx = false;
-        if let (true, Some(g), Some(dxc)) = (cl, dx_geom.as_ref(), dx_chunk.as_deref_mut()) {
-            channels_last::forward_chunk(g, &dy[first * img_out..][..imgs * img_out], imgs, &wflip_rsco, dxc);
-            cl_dx = true;
-        } else if let (true, Some(dxc)) = (cl_strided_dx, dx_chunk.as_deref_mut()) {
-            channels_last::input_grad_chunk(&geom, &dy[first * img_out..][..imgs * img_out], imgs, &w_orsc, dxc);
-            cl_dx = true;
+        if let Some(dxc) = dx_chunk.as_deref_mut() {
+            if let (true, Some(g)) = (cl, dx_geom.as_ref()) {
+                channels_last::forward_chunk(g, dyc, imgs, &wflip_rsco, dxc);
+                cl_dx = true;
+            } else if cl_strided_dx {
+                channels_last::input_grad_chunk(&geom, dyc, imgs, &w_orsc, dxc);
+                cl_dx = true;
+            }
         }
-        if cl_dw.is_some() && (cl_dx || !need_dx) {
+        // What is left for the image-by-image loop below.
+        let (img_dw, img_dx) = (need_dw && !cl, need_dx && !cl_dx);
+        if !img_dw && !img_dx {
             return cl_dw.unwrap_or_default();
         }
-        let mut dw = cl_dw.unwrap_or_else(|| if need_dw { vec![T::ZERO; p.o * k] } else { Vec::new() });
+        let mut dw = cl_dw.unwrap_or_else(|| if img_dw { vec![T::ZERO; p.o * k] } else { Vec::new() });
         // The wide-grid path accumulates the transpose [k, o]; turned around at the chunk's end.
-        let mut dwt = if need_dw && p.is_shift() && !cl {
+        let mut dwt = if img_dw && p.is_shift() {
             vec![T::ZERO; k * p.o]
         } else {
             Vec::new()
@@ -484,7 +488,7 @@ pub(super) fn backward<T: Float>(
         for img in first..last {
             let xi = &x[img * img_in..][..img_in];
             let dyi = MatRef::new(&dy[img * img_out..][..img_out], np);
-            if need_dw && !cl {
+            if img_dw {
                 // dW += dY[n] (o x np) · col(X[n])ᵀ (np x k)
                 if p.is_pointwise() {
                     gemm(p.o, k, np, &dyi, &MatRef::new(xi, np).t(), &mut dw, true);
@@ -492,7 +496,7 @@ pub(super) fn backward<T: Float>(
                     shift_weight_grad_t(&geom, &starts, xi, dyi.data, &mut dwt);
                 }
             }
-            if let Some(dxc) = dx_chunk.as_deref_mut().filter(|_| !cl_dx) {
+            if let Some(dxc) = dx_chunk.as_deref_mut().filter(|_| img_dx) {
                 let dxi = &mut dxc[(img - first) * img_in..][..img_in];
                 let wt_t = MatRef::new(wt, k).t();
                 if p.is_pointwise() {
@@ -560,8 +564,8 @@ mod tests {
             params(3, 24, 6, 6, 20, 1, 1, 0),
             params(2, 9, 8, 8, 12, 1, 2, 0),
             params(2, 3, 7, 30, 9, 5, 1, 2),
-            // Channels-last: a partial last chunk, stride 2, n = 70 (not whole 64-wide
-            // panels), a 5x5 kernel, no padding.
+            // Channels-last: a chunk of 5 images, stride 2, n = 70 (not whole 64-wide panels),
+            // a 5x5 kernel, n = 128 (the column matrix packed through `Cols::row`), no padding.
             params(5, 32, 7, 7, 64, 3, 1, 1),
             params(3, 32, 9, 8, 64, 3, 2, 1),
             params(2, 40, 6, 7, 70, 3, 1, 1),

@@ -230,6 +230,39 @@ pub(crate) fn gemm<T: Float, A: Operand<T> + ?Sized, B: Operand<T> + ?Sized>(
     c: &mut [T],
     accumulate: bool,
 ) {
+    gemm_tiled(m, n, k, a, b, c, accumulate, false)
+}
+
+/// [`gemm`], but with the 6 x 4-vector AVX-512 tile whenever n is a whole number of 4-vector
+/// panels (64 columns in f32, 32 in f64), even where m or n is below the size at which `gemm`
+/// picks that tile by itself; otherwise, and without AVX-512, exactly `gemm`. For the
+/// channels-last conv products, whose n is 64 output channels (or a multiple of 64 kernel
+/// columns): there the 6 x 4 tile's 10 loads per 24 FMAs beat the 8 x 2 tile's 10 per 16. The
+/// bits are `gemm`'s: only the tile changes, never the order of the sums.
+pub(crate) fn gemm_wide_tile<T: Float, A: Operand<T> + ?Sized, B: Operand<T> + ?Sized>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &A,
+    b: &B,
+    c: &mut [T],
+    accumulate: bool,
+) {
+    gemm_tiled(m, n, k, a, b, c, accumulate, true)
+}
+
+/// The body of [`gemm`] and [`gemm_wide_tile`] (`wide`): picks the tile and runs.
+#[allow(clippy::too_many_arguments)]
+fn gemm_tiled<T: Float, A: Operand<T> + ?Sized, B: Operand<T> + ?Sized>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &A,
+    b: &B,
+    c: &mut [T],
+    accumulate: bool,
+    wide: bool,
+) {
     let c = &mut c[..m * n];
     if m == 0 || n == 0 {
         return;
@@ -250,7 +283,10 @@ pub(crate) fn gemm<T: Float, A: Operand<T> + ?Sized, B: Operand<T> + ?Sized>(
         accumulate,
         may_split: true,
     };
+    let whole_wide_panels = n.is_multiple_of(if f32 { 64 } else { 32 });
     match (isa(), f32) {
+        (Isa::Avx512, true) if wide && whole_wide_panels => g.run::<T, 6, 64>(Isa::Avx512, c),
+        (Isa::Avx512, false) if wide && whole_wide_panels => g.run::<T, 6, 32>(Isa::Avx512, c),
         // A narrow product (n within one vector: a conv weight gradient with 16 output
         // channels) gets a 16 x 1-vector tile instead of wasting half of an 8 x 2-vector one.
         (Isa::Avx512, true) if n <= 16 => g.run::<T, 16, 16>(Isa::Avx512, c),
@@ -267,43 +303,6 @@ pub(crate) fn gemm<T: Float, A: Operand<T> + ?Sized, B: Operand<T> + ?Sized>(
         (Isa::Avx2, false) => g.run::<T, 6, 8>(Isa::Avx2, c),
         (Isa::Portable, true) => g.run::<T, 4, 16>(Isa::Portable, c),
         (Isa::Portable, false) => g.run::<T, 4, 8>(Isa::Portable, c),
-    }
-}
-
-/// [`gemm`], but with the 6 x 4-vector AVX-512 tile whenever n is a whole number of 4-vector
-/// panels (64 columns in f32, 32 in f64), even where m or n is below the size at which `gemm`
-/// picks that tile by itself; otherwise, and without AVX-512, exactly `gemm`. For the
-/// channels-last conv products, whose n is 64 output channels (or a multiple of 64 kernel
-/// columns): there the 6 x 4 tile's 10 loads per 24 FMAs beat the 8 x 2 tile's 10 per 16. The
-/// bits are `gemm`'s: only the tile changes, never the order of the sums.
-pub(crate) fn gemm_wide_tile<T: Float, A: Operand<T> + ?Sized, B: Operand<T> + ?Sized>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &A,
-    b: &B,
-    c: &mut [T],
-    accumulate: bool,
-) {
-    let f32 = std::mem::size_of::<T>() == 4;
-    let panel = if f32 { 64 } else { 32 };
-    if isa() != Isa::Avx512 || m == 0 || n == 0 || k == 0 || !n.is_multiple_of(panel) {
-        return gemm(m, n, k, a, b, c, accumulate);
-    }
-    let g = Gemm {
-        m,
-        n,
-        k,
-        a,
-        b,
-        accumulate,
-        may_split: true,
-    };
-    let c = &mut c[..m * n];
-    if f32 {
-        g.run::<T, 6, 64>(Isa::Avx512, c)
-    } else {
-        g.run::<T, 6, 32>(Isa::Avx512, c)
     }
 }
 
