@@ -20,10 +20,12 @@
 //!
 //! The operands are anything implementing [`Operand`] (its stored rows, transposed or not): a
 //! stored matrix ([`MatRef`]), or — for convolutions — the column matrix of an image, whose
-//! rows are slices of the padded image (`ops::conv::cpu::Shifted`), so it is never gathered.
-//! When the other dimension is small (below `DIRECT_BELOW`, e.g. a conv's 16-64 output
-//! channels), packing an operand costs more than the multiply it feeds, so the AVX-512 kernel
-//! reads that operand *in place* (`Operand::direct`) instead.
+//! rows are slices of the padded image (`ops::conv::fast::Shifted`), so it is never gathered,
+//! or of a channels-last chunk, whose rows are a few runs with gaps between them
+//! (`ops::conv::channels_last::Cols`, with `Operand::col_offsets`). When the other dimension is
+//! small (below `DIRECT_BELOW`, e.g. a conv's 16-64 output channels), packing an operand costs
+//! more than the multiply it feeds, so the AVX-512 kernel reads that operand *in place*
+//! (`Operand::direct`) instead.
 //!
 //! Micro-kernels: with AVX-512F, written with intrinsics (`mod avx512`; LLVM does not keep a
 //! 16-vector tile written as plain arrays in registers): 6 rows x 4 vectors (24 accumulators)
