@@ -1,7 +1,8 @@
 //! conv2d forward and backward for every distinct layer shape of ResNet-20 on 28x28x1 inputs at
 //! batch 64: `cargo bench --bench conv`. Backward is timed as (forward + backward) - forward;
 //! it computes both dX and dW (the stem's input needs no dX in a network, but it is timed the
-//! same way here, as PyTorch's script does).
+//! same way here, as PyTorch's script does). `SMALLGRAD_BENCH_LAYERS=text` times only the layers
+//! whose name contains `text` (e.g. `stage1`), for profiling one shape.
 //!
 //! Each row also gives the layer's roofline: its flops, its minimum memory traffic (every
 //! operand read once and every result written once, f32), their ratio (the arithmetic
@@ -41,7 +42,12 @@ fn main() {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     with_threads(threads, || {
+        // SMALLGRAD_BENCH_LAYERS=text: only the layers whose name contains it (for profiling).
+        let only = std::env::var("SMALLGRAD_BENCH_LAYERS").unwrap_or_default();
         for (i, &(name, c, o, k, s, p, hw)) in LAYERS.iter().enumerate() {
+            if !name.contains(only.as_str()) {
+                continue;
+            }
             let x = Tensor::<f32>::randn(&[BATCH, c, hw, hw], 1, Device::Cpu)
                 .unwrap()
                 .requires_grad();

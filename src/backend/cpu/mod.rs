@@ -7,6 +7,7 @@
 pub(crate) mod gemm;
 pub mod kernels;
 pub(crate) mod pool;
+pub(crate) mod transpose;
 
 use crate::dtype::Float;
 use rayon::prelude::*;

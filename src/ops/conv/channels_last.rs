@@ -36,6 +36,7 @@
 use super::fast::ShiftGeom;
 use crate::backend::cpu::Scratch;
 use crate::backend::cpu::gemm::{MatRef, Operand, gemm, gemm_wide_tile};
+use crate::backend::cpu::transpose::transpose;
 use crate::dtype::Float;
 
 /// The column matrix of a chunk of channels-last images, read in place: row q (a position of
@@ -119,8 +120,13 @@ impl<T: Float> Operand<T> for Cols<'_, T> {
 /// Writes `imgs` NCHW images `x` (`[imgs, c, h, w]`) into `dst` as zero-padded channels-last
 /// images `[imgs, h + 2 ph, w + 2 pw, c]`.
 fn to_padded_nhwc<T: Float>(x: &[T], imgs: usize, g: &ShiftGeom, dst: &mut [T]) {
+    to_padded_nhwc_in(x, imgs, g, g.hp(), g.wp(), dst);
+}
+
+/// [`to_padded_nhwc`] into images of `hp x wp` pixels (at least the padded size): the image
+/// starts at pixel (ph, pw), and everything else is zero.
+pub(super) fn to_padded_nhwc_in<T: Float>(x: &[T], imgs: usize, g: &ShiftGeom, hp: usize, wp: usize, dst: &mut [T]) {
     let (c, h, w, ph, pw) = (g.c, g.h, g.w, g.ph, g.pw);
-    let (hp, wp) = (g.hp(), g.wp());
     for (dimg, ximg) in dst
         .chunks_exact_mut(hp * wp * c)
         .zip(x.chunks_exact(c * h * w))
@@ -132,25 +138,17 @@ fn to_padded_nhwc<T: Float>(x: &[T], imgs: usize, g: &ShiftGeom, dst: &mut [T]) 
             let row = &mut dimg[(y + ph) * wp * c..][..wp * c];
             row[..pw * c].fill(T::ZERO);
             row[(pw + w) * c..].fill(T::ZERO);
-            let body = &mut row[pw * c..(pw + w) * c];
-            for ci in 0..c {
-                let src = &ximg[(ci * h + y) * w..][..w];
-                for (px, &v) in body.chunks_exact_mut(c).zip(src) {
-                    px[ci] = v;
-                }
-            }
         }
+        // Channel plane ci becomes column ci; pixel (y, x) becomes the row at padded (y, x).
+        let pixel = |q: usize| ((q / w + ph) * wp + q % w + pw) * c;
+        transpose(ximg, |ci| ci * h * w, c, h * w, dimg, pixel);
     }
 }
 
 /// Writes NCHW images `x` (`[imgs, c, np]`, np pixels each) as channels-last `[imgs, np, c]`.
 fn to_nhwc<T: Float>(x: &[T], c: usize, np: usize, dst: &mut [T]) {
     for (dimg, ximg) in dst.chunks_exact_mut(np * c).zip(x.chunks_exact(c * np)) {
-        for (ci, plane) in ximg.chunks_exact(np).enumerate() {
-            for (q, &v) in plane.iter().enumerate() {
-                dimg[q * c + ci] = v;
-            }
-        }
+        transpose(ximg, |ci| ci * np, c, np, dimg, |q| q * c);
     }
 }
 
@@ -193,11 +191,7 @@ pub(super) fn forward_chunk<T: Float>(g: &ShiftGeom, x: &[T], imgs: usize, w_rsc
     gemm_wide_tile(positions, o, g.r * g.s * g.c, &a, &MatRef::new(w_rsco, o), yc, false);
     // [imgs, np, o] -> [imgs, o, np]
     for (yimg, cimg) in y.chunks_exact_mut(o * np).zip(yc.chunks_exact(np * o)) {
-        for (q, px) in cimg.chunks_exact(o).enumerate() {
-            for (oo, &v) in px.iter().enumerate() {
-                yimg[oo * np + q] = v;
-            }
-        }
+        transpose(cimg, |q| q * o, np, o, yimg, |oo| oo * np);
     }
 }
 
@@ -291,15 +285,8 @@ pub(super) fn input_grad_chunk<T: Float>(g: &ShiftGeom, dy: &[T], imgs: usize, w
             dst.iter_mut().zip(run).for_each(|(d, &v)| *d += v);
         }
     }
+    let pixel = |q: usize| ((q / w + g.ph) * wp + q % w + g.pw) * c;
     for (dimg, cimg) in dx.chunks_exact_mut(c * h * w).zip(dxc.chunks_exact(hp * wp * c)) {
-        for y in 0..h {
-            let row = &cimg[((y + g.ph) * wp + g.pw) * c..][..w * c];
-            for ci in 0..c {
-                let out = &mut dimg[(ci * h + y) * w..][..w];
-                for (v, px) in out.iter_mut().zip(row.chunks_exact(c)) {
-                    *v = px[ci];
-                }
-            }
-        }
+        transpose(cimg, pixel, h * w, c, dimg, |ci| ci * h * w);
     }
 }
