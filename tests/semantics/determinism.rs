@@ -4,7 +4,7 @@
 //! large matmul (the parallel GEMM on its 6 x 4-vector tile: one row stripe per thread through
 //! every k block on 2 and 3 threads, row blocks sized by the thread count for the weight
 //! gradient's 260-row product), the fused batch_norm_relu with a residual, and 32 -> 64-channel
-//! convs (the channels-last kernels), stride 1 and 2.
+//! convs (the Winograd and channels-last kernels), stride 1 and 2.
 
 use smallgrad::loss::{Reduction, cross_entropy};
 use smallgrad::{Device, Tensor};
@@ -81,8 +81,9 @@ fn run() -> Run {
         .unwrap();
     let up2 = Tensor::<f32>::randn(&[5, 16, 32, 32], 12, cpu).unwrap();
     fused.mul(&up2).unwrap().sum().unwrap().backward().unwrap();
-    // 32 -> 64 channels: the channels-last conv kernels (stride 1 and 2; 20 images at 7x7 and
-    // 4x4 outputs = chunks of 16 and 4).
+    // 32 -> 64 channels: the stride-1 conv's forward and input gradient on Winograd, its weight
+    // gradient and the stride-2 conv on the channels-last kernels (20 images at 7x7 and 4x4
+    // outputs = chunks of 16 and 4).
     let xc = Tensor::<f32>::randn(&[20, 32, 7, 7], 13, cpu).unwrap().requires_grad();
     let wc = Tensor::<f32>::randn(&[64, 32, 3, 3], 14, cpu)
         .unwrap()

@@ -87,6 +87,28 @@ fn conv_in(
         })
 }
 
+/// 3x3 stride-1 convs with at least 32 input and 16 output channels, any padding up to 2: the
+/// fast path runs their forward on Winograd F(2x2, 3x3) (and their input gradient too, from 32
+/// output channels), with odd sizes leaving partial output tiles.
+fn winograd_conv() -> impl Strategy<Value = Conv> {
+    (
+        (1usize..=4, 32usize..=40, 16usize..=40, 1usize..=10, 1usize..=10),
+        (0usize..=2, 0usize..=2, any::<bool>(), any::<u64>()),
+    )
+        .prop_map(|((n, c, o, eh, ew), (ph, pw, bias, seed))| Conv {
+            n,
+            c,
+            o,
+            h: 3usize.saturating_sub(2 * ph).max(1) + eh - 1,
+            w: 3usize.saturating_sub(2 * pw).max(1) + ew - 1,
+            k: (3, 3),
+            stride: (1, 1),
+            pad: (ph, pw),
+            bias,
+            seed,
+        })
+}
+
 fn conv_inputs<T: Float>(c: &Conv) -> Vec<Tensor<T>> {
     let cpu = Device::Cpu;
     let mut v = vec![
@@ -116,6 +138,14 @@ proptest! {
     /// At least 32 input and 64 output channels: the channels-last kernels of the fast path.
     #[test]
     fn conv2d_channels_last_fast_matches_reference(c in conv_in(32..=36, 64..=70, 8)) {
+        agree::<f64>(&conv_inputs(&c), 1e-12, &conv_fn(&c))?;
+        agree::<f32>(&conv_inputs(&c), 2e-5, &conv_fn(&c))?;
+    }
+
+    /// Winograd's forward and input gradient against the reference's direct loops (the f32
+    /// tolerance covers its reassociated sums; `winograd.rs` measures the error itself).
+    #[test]
+    fn conv2d_winograd_fast_matches_reference(c in winograd_conv()) {
         agree::<f64>(&conv_inputs(&c), 1e-12, &conv_fn(&c))?;
         agree::<f32>(&conv_inputs(&c), 2e-5, &conv_fn(&c))?;
     }

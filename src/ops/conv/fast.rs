@@ -10,7 +10,11 @@
 //! Convs with more channels take the channels-last kernels of `channels_last.rs` instead,
 //! chunk by chunk: the forward and a strided 3x3 conv's input gradient from 16 input and 32
 //! output channels, the weight gradient and stride-1 input gradient from 32 and 64. There the
-//! wide grid's products are too short (49 positions per image at 7x7).
+//! wide grid's products are too short (49 positions per image at 7x7). A 3x3 stride-1 conv
+//! runs its forward (from 32 input channels) and its input gradient (itself a 3x3 stride-1
+//! conv, of dY with the flipped kernel: from 32 output channels) on Winograd F(2x2, 3x3) in
+//! `winograd.rs` (16 multiplies per 2 x 2 outputs instead of 36); its weight gradient stays
+//! here or in `channels_last.rs`.
 //!
 //! Images are processed in fixed chunks ([`Conv2dParams::chunk`] images, fixed by the
 //! geometry). Chunks run in parallel; inside a chunk, images run in order. The strided input
@@ -18,8 +22,8 @@
 //! per chunk and the chunk partials are added in chunk order, so the bits do not depend on the
 //! number of threads.
 
-use super::channels_last;
 use super::reference::{Conv2dParams, col2im};
+use super::{channels_last, winograd};
 use crate::backend::cpu::gemm::{MatRef, Operand, gemm};
 use crate::backend::cpu::{Scratch, with_scratch};
 use crate::dtype::Float;
@@ -364,8 +368,14 @@ pub(super) fn forward<T: Float>(x: &[T], wt: &[T], bias: Option<&[T]>, p: &Conv2
     let (img_in, img_out) = (p.c * p.h * p.w, p.o * np);
     let mut out = crate::backend::cpu::pool::zeroed(p.n * img_out);
     let geom = p.shift_geom();
-    let cl = p.channels_last_forward();
-    let starts = if p.is_shift() && !cl {
+    let wino = p.is_shift() && winograd::applies(&geom);
+    let cl = p.channels_last_forward() && !wino;
+    let u = if wino {
+        winograd::weight_transform(wt, &geom)
+    } else {
+        Vec::new()
+    };
+    let starts = if p.is_shift() && !cl && !wino {
         geom.row_starts()
     } else {
         Vec::new()
@@ -378,8 +388,10 @@ pub(super) fn forward<T: Float>(x: &[T], wt: &[T], bias: Option<&[T]>, p: &Conv2
     };
     let body = |(ci, out_chunk): (usize, &mut [T])| {
         let imgs = out_chunk.len() / img_out;
-        if cl {
-            let xc = &x[ci * chunk * img_in..][..imgs * img_in];
+        let xc = &x[ci * chunk * img_in..][..imgs * img_in];
+        if wino {
+            winograd::forward_chunk(&geom, xc, imgs, &u, out_chunk);
+        } else if cl {
             channels_last::forward_chunk(&geom, xc, imgs, &w_rsco, out_chunk);
         } else {
             for (j, y) in out_chunk.chunks_mut(img_out).enumerate() {
@@ -432,11 +444,20 @@ pub(super) fn backward<T: Float>(
     let cl = p.channels_last_backward();
     let dx_geom = if need_dx { p.shift_geom_dx() } else { None };
     let wflip = dx_geom.map(|_| flipped_weight(wt, p));
-    let wflip_rsco = match (cl, dx_geom.as_ref(), wflip.as_deref()) {
+    // A stride-1 3x3 conv's input gradient is a 3x3 stride-1 conv: Winograd's, like the forward.
+    let wino_dx = dx_geom.as_ref().is_some_and(winograd::applies);
+    let wflip_u = match (wino_dx, dx_geom.as_ref(), wflip.as_deref()) {
+        (true, Some(g), Some(wf)) => winograd::weight_transform(wf, g),
+        _ => Vec::new(),
+    };
+    let wflip_rsco = match (cl && !wino_dx, dx_geom.as_ref(), wflip.as_deref()) {
         (true, Some(g), Some(wf)) => channels_last::weight_rsco(wf, g),
         _ => Vec::new(),
     };
-    let dx_starts = dx_geom.filter(|_| !cl).map(|g| g.row_starts()).unwrap_or_default();
+    let dx_starts = dx_geom
+        .filter(|_| !cl && !wino_dx)
+        .map(|g| g.row_starts())
+        .unwrap_or_default();
     let geom = p.shift_geom();
     // A strided conv's input gradient on the channels-last kernels (dY · W, then col2im), for
     // the convs whose forward runs there: 16->32 s2 at 28x28 backward 2.55 -> 1.95 ms,
@@ -465,7 +486,10 @@ pub(super) fn backward<T: Float>(
             .then(|| channels_last::weight_grad_chunk(&geom, &x[first * img_in..][..imgs * img_in], dyc, imgs));
         let mut cl_dx = false;
         if let Some(dxc) = dx_chunk.as_deref_mut() {
-            if let (true, Some(g)) = (cl, dx_geom.as_ref()) {
+            if let (true, Some(g)) = (wino_dx, dx_geom.as_ref()) {
+                winograd::forward_chunk(g, dyc, imgs, &wflip_u, dxc);
+                cl_dx = true;
+            } else if let (true, Some(g)) = (cl, dx_geom.as_ref()) {
                 channels_last::forward_chunk(g, dyc, imgs, &wflip_rsco, dxc);
                 cl_dx = true;
             } else if cl_strided_dx {
@@ -573,6 +597,10 @@ mod tests {
             params(2, 33, 6, 6, 128, 3, 1, 0),
             // Two chunks of channels-last work (16 images, then 2).
             params(18, 32, 7, 7, 64, 3, 1, 1),
+            // Winograd forward and input gradient (32 output channels: channels-last weight
+            // gradient below 64, the wide grid's here), an odd size without padding.
+            params(3, 32, 14, 14, 32, 3, 1, 1),
+            params(2, 48, 9, 7, 16, 3, 1, 0),
             // Channels-last forward and strided input gradient, wide-grid weight gradient.
             params(3, 16, 10, 9, 32, 3, 2, 1),
             params(2, 16, 11, 9, 40, 5, 2, 2),

@@ -4,9 +4,16 @@
 //! image by image); `fast.rs` computes the same products without building the column matrix
 //! (the GEMM reads the zero-padded image in place, on a "wide grid"), with the packed SIMD
 //! GEMM, in parallel over chunks of images; for convs with more channels (forward: 16 in, 32
-//! out; backward: 32 in, 64 out) it hands each chunk to `channels_last.rs`, which turns the chunk into channels-last
-//! order so that the positions of all its images form one long GEMM dimension. Which one runs:
-//! [`crate::cpu::Kernels`].
+//! out; backward: 32 in, 64 out) it hands each chunk to `channels_last.rs`, which turns the
+//! chunk into channels-last order so that the positions of all its images form one long GEMM
+//! dimension; and a 3x3 stride-1 conv computes its forward (from 32 input channels) and its
+//! input gradient (from 32 output channels) in `winograd.rs` (Winograd F(2x2, 3x3): 16
+//! multiplies per 2 x 2 outputs instead of 36, through 16 GEMMs over channels). Which set
+//! runs, fast or reference: [`crate::cpu::Kernels`].
+//!
+//! The derivation below is the reference kernels'; the fast ones compute the same sums in
+//! another order (Winograd's reassociated through its transforms), so their results differ in
+//! rounding only.
 //!
 //! # Forward: im2col + GEMM
 //! For one image, gather every receptive field into a column: the column matrix `col(X)` has
@@ -29,6 +36,7 @@ mod channels_last;
 mod cuda;
 mod fast;
 mod reference;
+mod winograd;
 
 use crate::autograd::{Backward, Saved, record};
 use crate::cpu::{Kernels, kernels};
