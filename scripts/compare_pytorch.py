@@ -9,6 +9,7 @@ Run from the repository root:
     /work/venv/bin/python scripts/compare_pytorch.py --quick    # GEMM up to n = 512 only
     /work/venv/bin/python scripts/compare_pytorch.py --only step  # gemm | conv | step
     /work/venv/bin/python scripts/compare_pytorch.py --runs 3     # three back-to-back runs + medians
+    /work/venv/bin/python scripts/compare_pytorch.py --runs 3 --rounds 3  # each run alternating 3 times
 
 Workloads (identical on both sides): GEMM n x n x n, f32 and f64, n = 128..2048, 1 and 2
 threads; conv2d forward/backward for each distinct ResNet-20 layer shape (28x28x1, batch 64);
@@ -21,7 +22,10 @@ step and inference in both memory layouts, NCHW (contiguous) and channels_last, 
 taken against the faster of the two; inference is also tried under torch.compile (reported, not
 a ratio target; the script says so when it is unavailable). With --runs N the whole comparison
 runs N times back to back (ratios always within one run), each run's table is printed, and a
-last table gives each ratio's per-run values and median. Peak RSS is read from
+last table gives each ratio's per-run values and median. With --rounds R each comparison of a
+run alternates smallgrad and PyTorch R times and the run's ratio is the median of the R
+per-round ratios: on a host whose speed drifts over minutes (a shared VM), the two sides of one
+round run seconds apart, and a slow phase spoils one round, not the run. Peak RSS is read from
 /proc/self/status (VmHWM, reset through /proc/self/clear_refs before each workload) in each
 process; PyTorch's includes its ~300 MB of libraries, so the step's own memory is also shown as
 peak minus the RSS just before the workload.
@@ -341,11 +345,19 @@ def compare_step(compile_inference):
     return ratios
 
 
+def median(vals):
+    """The middle value (the upper one of the two middle values for an even count)."""
+    return sorted(vals)[len(vals) // 2]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="GEMM up to n = 512 only")
     ap.add_argument("--only", choices=["gemm", "conv", "step"], help="run one comparison")
     ap.add_argument("--runs", type=int, default=1, help="back-to-back runs (the issue's protocol: 3)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="inside each run, alternate smallgrad and PyTorch this many times per comparison "
+                         "and take each ratio's median over the rounds (for hosts whose speed drifts)")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile inference row")
     args = ap.parse_args()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -358,10 +370,21 @@ def main():
         ratios = {}
         for part, fn in parts:
             if args.only in (None, part):
-                print(f"\n## run {run + 1}: {part}\n")
-                sys.stdout.flush()
-                ratios.update(fn())
-                sys.stdout.flush()
+                rounds = []
+                for rnd in range(max(args.rounds, 1)):
+                    label = f", round {rnd + 1} of {args.rounds}" if args.rounds > 1 else ""
+                    print(f"\n## run {run + 1}: {part}{label}\n")
+                    sys.stdout.flush()
+                    rounds.append(fn())
+                    sys.stdout.flush()
+                ratios.update({k: median([r[k] for r in rounds]) for k in rounds[0]})
+                if args.rounds > 1:
+                    print(f"\n## run {run + 1}: {part}, each ratio's median over the {args.rounds} rounds\n")
+                    print("| ratio | " + " | ".join(f"round {i + 1}" for i in range(args.rounds)) + " | median |")
+                    print("|---|" + "---:|" * (args.rounds + 1))
+                    for key in rounds[0]:
+                        vals = [r[key] for r in rounds]
+                        print(f"| {key} | " + " | ".join(f"{v:.2f}x" for v in vals) + f" | {median(vals):.2f}x |")
         runs.append(ratios)
     if args.runs > 1:
         print(f"\n## ratios of the {args.runs} runs and their median\n")
@@ -369,8 +392,7 @@ def main():
         print("|---|" + "---:|" * (args.runs + 1))
         for key in runs[0]:
             vals = [r.get(key, float("nan")) for r in runs]
-            med = sorted(vals)[len(vals) // 2]
-            print(f"| {key} | " + " | ".join(f"{v:.2f}x" for v in vals) + f" | {med:.2f}x |")
+            print(f"| {key} | " + " | ".join(f"{v:.2f}x" for v in vals) + f" | {median(vals):.2f}x |")
 
 
 if __name__ == "__main__":
