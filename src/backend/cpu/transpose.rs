@@ -28,8 +28,11 @@ pub(crate) fn transpose<T: Copy + Default>(
     dst: &mut [T],
     dst_row: impl Fn(usize) -> usize,
 ) {
+    // Whole tiles in AVX-512 registers: 4-byte values on a CPU with AVX-512F.
     #[cfg(target_arch = "x86_64")]
     let simd = std::mem::size_of::<T>() == 4 && std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
     let mut tile = [[T::default(); TILE]; TILE];
     let mut i0 = 0;
     while i0 < rows {
@@ -43,12 +46,13 @@ pub(crate) fn transpose<T: Copy + Default>(
                 let ends: [usize; TILE] = std::array::from_fn(|j| dst_row(j0 + j) + i0);
                 // Every destination run must lie inside `dst` (checked once, here).
                 assert!(ends.iter().all(|&e| e + TILE <= dst.len()));
-                #[cfg(target_arch = "x86_64")]
                 if simd {
-                    // SAFETY: AVX-512F is present; T is 4 bytes wide, and the tile only moves
-                    // bits (no arithmetic), so reading and writing it as f32 lanes keeps every
-                    // value; the 16 source runs are slices of 16 and the 16 destination runs
-                    // were bounds-checked above, and `dst` does not overlap `src` (& vs &mut).
+                    // SAFETY: AVX-512F is present (`simd`); T is 4 bytes wide, and the tile only
+                    // moves bits (no arithmetic), so reading and writing it as f32 lanes keeps
+                    // every value; the 16 source runs are slices of 16 and the 16 destination
+                    // runs were bounds-checked above, and `dst` does not overlap `src` (& vs
+                    // &mut).
+                    #[cfg(target_arch = "x86_64")]
                     unsafe {
                         let base = dst.as_mut_ptr();
                         avx512_16x16(
@@ -56,15 +60,14 @@ pub(crate) fn transpose<T: Copy + Default>(
                             ends.map(|e| base.add(e).cast::<f32>()),
                         );
                     }
-                    j0 += jb;
-                    continue;
-                }
-                for (t, r) in tile.iter_mut().zip(&s) {
-                    t.copy_from_slice(r);
-                }
-                for (j, &e) in ends.iter().enumerate() {
-                    for (v, t) in dst[e..e + TILE].iter_mut().zip(&tile) {
-                        *v = t[j];
+                } else {
+                    for (t, r) in tile.iter_mut().zip(&s) {
+                        t.copy_from_slice(r);
+                    }
+                    for (j, &e) in ends.iter().enumerate() {
+                        for (v, t) in dst[e..e + TILE].iter_mut().zip(&tile) {
+                            *v = t[j];
+                        }
                     }
                 }
             } else {

@@ -479,26 +479,26 @@ pub(super) fn backward<T: Float>(
         let last = (first + chunk).min(p.n);
         let imgs = last - first;
         let mut dx_chunk = dx_chunk;
-        // Channels-last: the whole chunk at once (dW; dX of a stride-1 conv, or of a strided one
-        // whose forward is channels-last).
+        // The whole chunk at once: dW channels-last; dX on Winograd or channels-last (a stride-1
+        // conv), or channels-last (a strided one whose forward is channels-last).
         let dyc = &dy[first * img_out..][..imgs * img_out];
         let cl_dw = (cl && need_dw)
             .then(|| channels_last::weight_grad_chunk(&geom, &x[first * img_in..][..imgs * img_in], dyc, imgs));
-        let mut cl_dx = false;
+        let mut chunk_dx = false;
         if let Some(dxc) = dx_chunk.as_deref_mut() {
             if let (true, Some(g)) = (wino_dx, dx_geom.as_ref()) {
                 winograd::forward_chunk(g, dyc, imgs, &wflip_u, dxc);
-                cl_dx = true;
+                chunk_dx = true;
             } else if let (true, Some(g)) = (cl, dx_geom.as_ref()) {
                 channels_last::forward_chunk(g, dyc, imgs, &wflip_rsco, dxc);
-                cl_dx = true;
+                chunk_dx = true;
             } else if cl_strided_dx {
                 channels_last::input_grad_chunk(&geom, dyc, imgs, &w_orsc, dxc);
-                cl_dx = true;
+                chunk_dx = true;
             }
         }
         // What is left for the image-by-image loop below.
-        let (img_dw, img_dx) = (need_dw && !cl, need_dx && !cl_dx);
+        let (img_dw, img_dx) = (need_dw && !cl, need_dx && !chunk_dx);
         if !img_dw && !img_dx {
             return cl_dw.unwrap_or_default();
         }

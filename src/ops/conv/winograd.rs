@@ -340,6 +340,7 @@ fn output_transform<T: Float>(m: &[&[T]; 16], y0: &mut [T], y1: &mut [T], o: usi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::conv::reference::tests::{naive, params};
 
     fn geom(c: usize, h: usize, w: usize, pad: usize, o: usize) -> ShiftGeom {
         ShiftGeom {
@@ -354,35 +355,6 @@ mod tests {
             sw: 1,
             o,
         }
-    }
-
-    /// Direct 3x3 correlation in f64, NCHW.
-    fn direct(g: &ShiftGeom, imgs: usize, x: &[f64], w: &[f64]) -> Vec<f64> {
-        let (oh, ow) = (g.oh(), g.ow());
-        let mut y = vec![0.0; imgs * g.o * oh * ow];
-        for n in 0..imgs {
-            for o in 0..g.o {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut acc = 0.0;
-                        for c in 0..g.c {
-                            for ki in 0..3 {
-                                for kj in 0..3 {
-                                    let (iy, ix) =
-                                        ((oy + ki) as isize - g.ph as isize, (ox + kj) as isize - g.pw as isize);
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
-                                        acc += x[((n * g.c + c) * g.h + iy as usize) * g.w + ix as usize]
-                                            * w[((o * g.c + c) * 3 + ki) * 3 + kj];
-                                    }
-                                }
-                            }
-                        }
-                        y[((n * g.o + o) * oh + oy) * ow + ox] = acc;
-                    }
-                }
-            }
-        }
-        y
     }
 
     /// The f32 Winograd result against an f64 direct convolution, at ResNet-20's three
@@ -403,7 +375,9 @@ mod tests {
             let g = geom(c, h, w, pad, o);
             let x: Vec<f64> = (0..imgs * c * h * w).map(|_| rng.normal()).collect();
             let wt: Vec<f64> = (0..o * c * 9).map(|_| rng.normal()).collect();
-            let want = direct(&g, imgs, &x, &wt);
+            // The reference's direct loops (their y; no upstream gradient needed here).
+            let zeros = vec![0.0; imgs * o * g.oh() * g.ow()];
+            let (want, _, _) = naive(&x, &wt, &zeros, &params(imgs, c, h, w, o, 3, 1, pad));
             let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
             let mut y32 = vec![0f32; want.len()];
